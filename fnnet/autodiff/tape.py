@@ -1,0 +1,178 @@
+"""The tape and the tracer: what a ``grad`` call records while the user's function runs.
+
+A :class:`Tracer` wraps a concrete numpy value together with the tape it was recorded on and its node
+number.  Because every value is concrete, Python ``if``/``for``/``while`` on tracers just work: the tape is
+built dynamically, one entry per primitive call.  Each ``grad`` call owns a fresh tape, and tracers carry a
+reference to it, so gradients computed in several Python threads at once never share state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Tape", "Tracer", "unbroadcast", "value_of", "is_tracer"]
+
+
+class Tape:
+    """An append-only record of primitive calls, walked backwards by :meth:`backward`.
+
+    Each entry is ``(primitive, residuals, params, parent_nodes, parent_shapes, out_nodes)``;
+    ``parent_nodes[i]`` is ``-1`` for an argument that was not traced.  ``out_nodes`` is an int for a
+    single-output entry or a tuple of ints for a multi-output one.
+    """
+
+    __slots__ = ("entries", "num_nodes", "active", "residual_bytes", "peak_residual_bytes")
+
+    def __init__(self):
+        self.entries = []
+        self.num_nodes = 0
+        self.active = True
+        self.residual_bytes = 0
+        self.peak_residual_bytes = 0
+
+    def new_node(self) -> int:
+        node = self.num_nodes
+        self.num_nodes += 1
+        return node
+
+    def record(self, prim, residuals, params, parents, shapes, num_outputs=1, nbytes=None):
+        """Append one entry and return its output node (or tuple of nodes when ``num_outputs > 1``)."""
+        if num_outputs == 1:
+            out = self.num_nodes
+            self.num_nodes += 1
+        else:
+            out = tuple(range(self.num_nodes, self.num_nodes + num_outputs))
+            self.num_nodes += num_outputs
+        if nbytes is None:
+            nbytes = _residual_nbytes(residuals)
+        self.residual_bytes += nbytes
+        if self.residual_bytes > self.peak_residual_bytes:
+            self.peak_residual_bytes = self.residual_bytes
+        self.entries.append((prim, residuals, params, parents, shapes, out, nbytes))
+        return out
+
+    def backward(self, seeds: dict, keep: bool = False) -> dict:
+        """Propagate cotangents from ``seeds`` ({node: array}) to every node; return what reaches nodes
+        that no entry produced (the inputs).  Residuals are released as they are used unless ``keep``."""
+        cotangents = dict(seeds)
+        owned = set()  # nodes whose cotangent array we allocated, so it may be updated in place
+        entries = self.entries
+        order = reversed(entries) if keep else _pop_all(entries)
+        for prim, residuals, params, parents, shapes, out, nbytes in order:
+            if type(out) is int:
+                g = cotangents.pop(out, None)
+                if g is None:
+                    continue
+            else:
+                gs = tuple(cotangents.pop(o, None) for o in out)
+                if all(x is None for x in gs):
+                    continue
+                g = gs
+            grads = prim.vjp(residuals, g, params)
+            if not keep:
+                self.residual_bytes -= nbytes
+                del residuals
+            for i, node in enumerate(parents):
+                if node < 0:
+                    continue
+                gi = grads[i]
+                if gi is None:
+                    raise NotImplementedError(
+                        f"no VJP for {prim.name!r} w.r.t. argument {i} ({prim.argname(i)!r}); "
+                        f"register one with {prim.name}.defvjp(...) or pass this argument through "
+                        "fnnet.stop_gradient"
+                    )
+                if gi.shape != shapes[i]:
+                    gi = unbroadcast(gi, shapes[i])
+                previous = cotangents.get(node)
+                if previous is None:
+                    cotangents[node] = gi
+                elif node in owned:
+                    np.add(previous, gi, out=previous)
+                else:
+                    cotangents[node] = previous + gi
+                    owned.add(node)
+        return cotangents
+
+
+def _pop_all(entries):
+    while entries:
+        yield entries.pop()
+
+
+def _residual_nbytes(residuals) -> int:
+    total = 0
+    if type(residuals) is tuple:
+        for r in residuals:
+            if type(r) is np.ndarray:
+                total += r.nbytes
+    elif type(residuals) is np.ndarray:
+        total = residuals.nbytes
+    return total
+
+
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a cotangent of a broadcast result back to the operand's ``shape`` (the one place this is done)."""
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+class Tracer:
+    """A concrete array value being differentiated: ``value`` plus its ``node`` on ``tape``.
+
+    Tracers behave like read-only numpy arrays for the operations fnnet knows how to differentiate
+    (operators, indexing, ``reshape``, ``.T``, ``sum``, ``mean``, ``max``; installed by :mod:`fnnet.ops`).
+    Comparisons return plain boolean arrays, and ``bool``/``float``/``int`` read the concrete value, so
+    Python control flow works.  Passing a tracer to a numpy function is an error: use ``fnnet.ops``.
+    """
+
+    __slots__ = ("value", "tape", "node")
+    __array_ufunc__ = None  # numpy ufuncs defer to our operators, or fail clearly
+
+    def __init__(self, value, tape, node):
+        self.value = value
+        self.tape = tape
+        self.node = node
+
+    shape = property(lambda self: self.value.shape)
+    dtype = property(lambda self: self.value.dtype)
+    ndim = property(lambda self: self.value.ndim)
+    size = property(lambda self: self.value.size)
+
+    def __len__(self):
+        return len(self.value)
+
+    def __bool__(self):
+        return bool(self.value)
+
+    def __float__(self):
+        return float(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
+    def item(self):
+        return self.value.item()
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "a traced array was passed to a numpy function, which would silently drop its gradient; "
+            "use the fnnet.ops equivalent, or fnnet.stop_gradient(x) if no gradient should flow"
+        )
+
+    def __repr__(self):
+        return f"Tracer(node={self.node}, shape={self.shape}, dtype={self.dtype})"
+
+
+def is_tracer(x) -> bool:
+    return type(x) is Tracer
+
+
+def value_of(x):
+    """The concrete numpy value of ``x`` (a tracer's value, or ``x`` itself)."""
+    return x.value if type(x) is Tracer else x

@@ -1,0 +1,295 @@
+"""Function transformations: ``grad``, ``value_and_grad``, ``vjp``, ``checkpoint`` and ``stop_gradient``."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import tree
+from .primitive import Primitive
+from .tape import Tape, Tracer, value_of
+
+__all__ = ["grad", "value_and_grad", "vjp", "stop_gradient", "checkpoint", "last_tape_stats"]
+
+_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _is_float_array(x) -> bool:
+    return type(x) is np.ndarray and x.dtype.type in _FLOATS
+
+
+def _trace_leaves(tape, leaves):
+    """Wrap every float array leaf in a tracer; return (new leaves, positions of the wrapped ones)."""
+    wrapped = []
+    positions = []
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, float) and not isinstance(leaf, np.floating):
+            leaf = np.asarray(leaf, dtype=np.float64)
+        if _is_float_array(leaf):
+            wrapped.append(Tracer(leaf, tape, tape.new_node()))
+            positions.append(i)
+        else:
+            wrapped.append(leaf)
+    return wrapped, positions
+
+
+def _gradient_leaves(original, wrapped, cotangents):
+    """Gradients for one argument's leaves, shaped and typed like the originals."""
+    out = []
+    for leaf, w in zip(original, wrapped):
+        if type(w) is Tracer:
+            g = cotangents.get(w.node)
+            if g is None:
+                g = np.zeros_like(w.value)
+            elif g.dtype != w.value.dtype:
+                g = g.astype(w.value.dtype)
+            out.append(float(g) if isinstance(leaf, float) else g)
+        elif isinstance(leaf, np.ndarray):
+            out.append(np.zeros_like(leaf))
+        else:
+            out.append(leaf)
+    return out
+
+
+def _normalize_argnums(argnums, nargs, where):
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    for n in nums:
+        if not isinstance(n, int) or not -nargs <= n < nargs:
+            raise ValueError(
+                f"{where}: argnums={argnums!r} does not index the {nargs} positional argument(s) the "
+                "function was called with"
+            )
+    return single, tuple(n % nargs for n in nums)
+
+
+_last_stats = {"peak_residual_bytes": 0}
+
+
+def last_tape_stats() -> dict:
+    """Memory held by the most recent tape of this process: ``{"peak_residual_bytes": int}``.
+
+    The peak is the largest total size of the residual arrays the tape held at once (an upper bound:
+    an array saved by two ops counts twice).  Use it to compare a model with and without checkpointing.
+    """
+    return dict(_last_stats)
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """Return a function computing ``f``'s value and its gradient w.r.t. the arguments ``argnums``.
+
+    Args:
+        f: a function returning a scalar (shape ``()``) float array, or ``(scalar, aux)`` with ``has_aux``.
+        argnums: which positional argument(s) to differentiate; an int or a tuple of ints.
+        has_aux: ``f`` returns ``(loss, aux)``; aux is returned untouched (tracers in it become values).
+
+    Returns:
+        ``g(*args, **kwargs) -> (value, grads)`` or ``((value, aux), grads)``.  ``grads`` has the tree
+        structure and dtypes of the differentiated argument (a tuple of them when ``argnums`` is a tuple).
+        Leaves that did not influence the output get zeros; non-float leaves are returned as zeros too.
+
+    Raises:
+        TypeError: ``f`` does not return a float scalar.
+
+    Example::
+
+        loss = lambda w, x: fnnet.ops.sum((x @ w) ** 2)
+        value, dw = fnnet.value_and_grad(loss)(np.ones((3, 2)), np.ones((4, 3)))
+    """
+    where = f"value_and_grad({getattr(f, '__name__', 'f')})"
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        single, nums = _normalize_argnums(argnums, len(args), where)
+        tape = Tape()
+        args = list(args)
+        traced = {}
+        for n in nums:
+            leaves, treedef = tree.flatten(args[n])
+            wrapped, _ = _trace_leaves(tape, leaves)
+            traced[n] = (leaves, wrapped, treedef)
+            args[n] = tree.unflatten(treedef, wrapped)
+        try:
+            out = f(*args, **kwargs)
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError(f"{where}: has_aux=True needs f to return (loss, aux), got {type(out).__name__}")
+                out, aux = out
+            _check_scalar_output(out, where)
+            seeds = {}
+            if type(out) is Tracer:
+                seeds[out.node] = np.ones(out.value.shape, dtype=out.value.dtype)
+            cotangents = tape.backward(seeds)
+        finally:
+            tape.active = False
+            _last_stats["peak_residual_bytes"] = tape.peak_residual_bytes
+        grads = tuple(
+            tree.unflatten(treedef, _gradient_leaves(leaves, wrapped, cotangents))
+            for leaves, wrapped, treedef in (traced[n] for n in nums)
+        )
+        grads = grads[0] if single else grads
+        value = value_of(out)
+        if has_aux:
+            return (value, _strip(aux)), grads
+        return value, grads
+
+    return wrapper
+
+
+def grad(f, argnums=0, has_aux=False):
+    """Return a function computing the gradient of scalar-valued ``f``; see :func:`value_and_grad`.
+
+    Example::
+
+        df = fnnet.grad(lambda x: fnnet.ops.sum(fnnet.ops.tanh(x)))
+        df(np.zeros(3))   # -> [1., 1., 1.]
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        (value_aux, grads) = vg(*args, **kwargs)
+        if has_aux:
+            return grads, value_aux[1]
+        return grads
+
+    return wrapper
+
+
+def _check_scalar_output(out, where):
+    value = value_of(out)
+    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.type not in _FLOATS:
+        raise TypeError(
+            f"{where}: f must return a float scalar array, got {type(value).__name__}"
+            f"{'' if not hasattr(value, 'dtype') else ' of dtype ' + str(value.dtype)}; "
+            "return e.g. fnnet.ops.mean(loss_per_example)"
+        )
+    if value.shape != ():
+        raise TypeError(
+            f"{where}: f must return a scalar (shape ()), got shape {value.shape}; reduce it with "
+            "fnnet.ops.sum/mean, or use fnnet.vjp for a non-scalar output"
+        )
+
+
+def _strip(t):
+    return tree.map(value_of, t)
+
+
+def vjp(f, *primals):
+    """Run ``f(*primals)`` and return ``(out, vjp_fn)``.
+
+    ``out`` is ``f``'s output (an array or a tree of arrays) with tracers replaced by values.
+    ``vjp_fn(cotangents)`` takes cotangents shaped like ``out`` and returns a tuple with one gradient
+    per primal, each shaped like that primal.  ``vjp_fn`` may be called several times.
+    """
+    tape = Tape()
+    flat = [tree.flatten(p) for p in primals]
+    wrapped_args = []
+    wrapped_flat = []
+    for leaves, treedef in flat:
+        wrapped, _ = _trace_leaves(tape, leaves)
+        wrapped_flat.append(wrapped)
+        wrapped_args.append(tree.unflatten(treedef, wrapped))
+    out = f(*wrapped_args)
+    out_leaves, out_def = tree.flatten(out)
+
+    def vjp_fn(cotangents):
+        ct_leaves, ct_def = tree.flatten(cotangents)
+        if ct_def != out_def:
+            raise ValueError(f"vjp_fn: cotangents must have the structure of the output {out_def}, got {ct_def}")
+        seeds = {}
+        for o, ct in zip(out_leaves, ct_leaves):
+            if type(o) is Tracer:
+                ct = np.asarray(ct, dtype=o.value.dtype)
+                if ct.shape != o.value.shape:
+                    raise ValueError(
+                        f"vjp_fn: a cotangent has shape {ct.shape}, but the output it belongs to has shape "
+                        f"{o.value.shape}"
+                    )
+                seeds[o.node] = seeds[o.node] + ct if o.node in seeds else ct
+        cts = tape.backward(seeds, keep=True)
+        return tuple(
+            tree.unflatten(treedef, _gradient_leaves(leaves, wrapped, cts))
+            for (leaves, treedef), wrapped in zip(flat, wrapped_flat)
+        )
+
+    return tree.unflatten(out_def, [value_of(o) for o in out_leaves]), vjp_fn
+
+
+def stop_gradient(x):
+    """Return ``x`` (an array or a tree) as plain values: no gradient flows back through it."""
+    return tree.map(value_of, x)
+
+
+def _checkpoint_fwd(*args, **params):  # only reached through _checkpoint_prim's traced path
+    raise AssertionError("checkpoint entries are recorded directly")
+
+
+def _checkpoint_bwd(residuals, gs):
+    f, treedef, values, traced_positions, out_positions = residuals
+    if type(gs) is not tuple:
+        gs = (gs,)
+    tape = Tape()
+    leaves = list(values)
+    for pos in traced_positions:
+        leaves[pos] = Tracer(values[pos], tape, tape.new_node())
+    args, kwargs = tree.unflatten(treedef, leaves)
+    try:
+        out_leaves, _ = tree.flatten(f(*args, **kwargs))
+        seeds = {}
+        for pos, g in zip(out_positions, gs):
+            o = out_leaves[pos]
+            if g is not None and type(o) is Tracer:
+                seeds[o.node] = seeds[o.node] + g if o.node in seeds else g
+        cts = tape.backward(seeds)
+    finally:
+        tape.active = False
+    return tuple(cts.get(leaves[pos].node) if leaves[pos].node in cts else np.zeros_like(values[pos])
+                 for pos in traced_positions)
+
+
+_checkpoint_prim = Primitive("checkpoint", _checkpoint_fwd, _checkpoint_bwd, argnames=("inputs",))
+
+
+def checkpoint(f):
+    """Rematerialise ``f`` in the backward pass instead of keeping its intermediate values.
+
+    Under ``grad``, the wrapped function runs once without recording anything; the tape keeps only its
+    inputs.  During the backward it runs ``f`` again on those same inputs (same RNG keys included, so
+    dropout masks agree) under a fresh tape and back-propagates through it.  Gradients are identical to
+    the un-checkpointed ones; activation memory drops to the block inputs at the cost of one more forward.
+    ``f`` must receive every traced value it uses as an argument (not through a closure).
+
+    Example::
+
+        block = fnnet.checkpoint(lambda p, x: model.apply(p, x))
+    """
+
+    @functools.wraps(f)
+    def wrapped(*args, **kwargs):
+        leaves, treedef = tree.flatten((args, kwargs))
+        tape = next((leaf.tape for leaf in leaves if type(leaf) is Tracer), None)
+        if tape is None:
+            return f(*args, **kwargs)
+        values = [value_of(leaf) for leaf in leaves]
+        traced_positions = tuple(i for i, leaf in enumerate(leaves) if type(leaf) is Tracer)
+        plain_args, plain_kwargs = tree.unflatten(treedef, values)
+        out = f(*plain_args, **plain_kwargs)
+        out_leaves, out_def = tree.flatten(out)
+        out_positions = tuple(i for i, o in enumerate(out_leaves) if _is_float_array(o))
+        if not out_positions:
+            return out
+        residuals = (f, treedef, values, traced_positions, out_positions)
+        parents = tuple(leaves[i].node for i in traced_positions)
+        shapes = tuple(values[i].shape for i in traced_positions)
+        nbytes = sum(values[i].nbytes for i in traced_positions)
+        nodes = tape.record(_checkpoint_prim, residuals, {}, parents, shapes, len(out_positions), nbytes)
+        if type(nodes) is int:
+            nodes = (nodes,)
+        new_leaves = list(out_leaves)
+        for pos, node in zip(out_positions, nodes):
+            new_leaves[pos] = Tracer(out_leaves[pos], tape, node)
+        return tree.unflatten(out_def, new_leaves)
+
+    return wrapped

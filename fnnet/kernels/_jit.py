@@ -1,0 +1,110 @@
+"""Process-wide Numba set-up shared by every kernel file: threading layer and on-disk caching.
+
+Threading layer
+---------------
+Numba's OpenMP workers and OpenBLAS's threads both spin while waiting; on a 2-core machine a step that
+alternates BLAS calls with ``prange`` loops then runs 30-50x slower than it should (see docs/design.md).
+The TBB layer does not spin, is safe to call from several Python threads at once, and survives ``fork``,
+so fnnet selects it when the ``tbb`` package's shared library can be found (it is preloaded from the
+environment's ``lib`` folder, where pip puts it but where Numba does not look).  Otherwise fnnet falls back
+to OpenMP with ``GOMP_SPINCOUNT`` lowered before the first parallel region.  The workqueue layer is never
+chosen: it aborts the process when two threads launch kernels at once.  ``NUMBA_THREADING_LAYER`` set by
+the user always wins.
+
+Caching
+-------
+Every kernel is compiled with ``cache=True`` when a writable cache location exists, so a second process
+starts in a fraction of a second.  When none exists (read-only install, no writable home), caching is
+turned off instead of letting ``import`` fail.  ``FNNET_DISABLE_CACHE=1`` turns it off on purpose.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import sys
+import tempfile
+
+import numba
+
+__all__ = ["kernel", "CACHE_ENABLED", "THREADING_LAYER"]
+
+
+def _preload_tbb() -> bool:
+    """Load libtbb from the running environment's lib folder; True when it is loaded."""
+    candidates = []
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(sys.executable))]):
+        candidates += sorted(glob.glob(os.path.join(prefix, "lib", "libtbb.so.12*")))
+    for path in candidates:
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return True
+        except OSError:
+            continue
+    try:  # a system-wide TBB
+        ctypes.CDLL("libtbb.so.12", mode=ctypes.RTLD_GLOBAL)
+        return True
+    except OSError:
+        return False
+
+
+def _choose_threading_layer() -> str:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # only matters if OpenMP ends up loaded
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return numba.config.THREADING_LAYER
+    if _preload_tbb():
+        try:
+            from numba.np.ufunc import tbbpool  # noqa: F401  (checks the version numba needs)
+        except Exception:
+            pass
+        else:
+            numba.config.THREADING_LAYER = "tbb"
+            return "tbb"
+    numba.config.THREADING_LAYER = "omp"
+    return "omp"
+
+
+def _writable(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def _cache_possible() -> bool:
+    if os.environ.get("FNNET_DISABLE_CACHE", "") not in ("", "0"):
+        return False
+    if numba.config.CACHE_DIR:
+        return _writable(numba.config.CACHE_DIR)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if _writable(os.path.join(here, "__pycache__")):
+        return True
+    # Numba's fallback locator: a user-wide cache folder, keyed by the source path.
+    from numba.misc.appdirs import AppDirs
+
+    return _writable(AppDirs(appname="numba", appauthor=False).user_cache_dir)
+
+
+THREADING_LAYER = _choose_threading_layer()
+CACHE_ENABLED = _cache_possible()
+
+
+def kernel(fn=None, *, parallel: bool = True, reduction: bool = False):
+    """Compile ``fn`` the fnnet way: nopython, nogil, cached, numpy error model.
+
+    ``reduction=True`` adds ``fastmath={'reassoc', 'contract'}`` so float sums vectorise; it keeps
+    ``np.isnan`` working (unlike ``fastmath=True``).  Summation order is still fixed by the kernel's
+    chunking, so results do not depend on the thread count.
+    """
+    options = dict(parallel=parallel, nogil=True, cache=CACHE_ENABLED, error_model="numpy")
+    if reduction:
+        options["fastmath"] = {"reassoc", "contract"}
+
+    def wrap(f):
+        return numba.njit(**options)(f)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,21 @@
+"""Differentiable ops: validated Python functions over Numba kernels, one module per family.
+
+Every op accepts numpy arrays or tracers, checks dtypes and shapes before any kernel runs, and under
+``fnnet.grad`` records one tape entry.  Outside ``grad`` it records nothing.
+"""
+
+from . import _operators
+from .arithmetic import add, divide, maximum, minimum, multiply, power, subtract, where
+from .elementwise import (
+    abs, clip, elu, exp, gelu, leaky_relu, log, negative, relu, sigmoid, softplus, sqrt, tanh,
+)
+from .linalg import linear, matmul
+from .shape import reshape, transpose
+
+_operators.install()
+
+__all__ = [
+    "abs", "add", "clip", "divide", "elu", "exp", "gelu", "leaky_relu", "linear", "log", "matmul",
+    "maximum", "minimum", "multiply", "negative", "power", "relu", "reshape", "sigmoid", "softplus",
+    "sqrt", "subtract", "tanh", "transpose", "where",
+]

@@ -1,0 +1,46 @@
+"""Python operators on tracers, so ordinary numpy-style loss code is differentiable.
+
+The autodiff package defines the tracer but knows no ops (imports flow one way), so the ops package
+installs them here.
+"""
+
+from __future__ import annotations
+
+from ..autodiff import Tracer
+from . import arithmetic as A
+from . import elementwise as E
+from . import linalg as L
+from . import shape as S
+
+
+def _compare(fn):
+    return lambda self, other: fn(self.value, other.value if type(other) is Tracer else other)
+
+
+def install() -> None:
+    T = Tracer
+    T.__add__ = lambda s, o: A.add(s, o)
+    T.__radd__ = lambda s, o: A.add(o, s)
+    T.__sub__ = lambda s, o: A.subtract(s, o)
+    T.__rsub__ = lambda s, o: A.subtract(o, s)
+    T.__mul__ = lambda s, o: A.multiply(s, o)
+    T.__rmul__ = lambda s, o: A.multiply(o, s)
+    T.__truediv__ = lambda s, o: A.divide(s, o)
+    T.__rtruediv__ = lambda s, o: A.divide(o, s)
+    T.__pow__ = lambda s, o: A.power(s, o)
+    T.__rpow__ = lambda s, o: A.power(o, s)
+    T.__matmul__ = lambda s, o: L.matmul(s, o)
+    T.__rmatmul__ = lambda s, o: L.matmul(o, s)
+    T.__neg__ = lambda s: E.negative(s)
+    T.__pos__ = lambda s: s
+    T.__abs__ = lambda s: E.abs(s)
+    T.__lt__ = _compare(lambda a, b: a < b)
+    T.__le__ = _compare(lambda a, b: a <= b)
+    T.__gt__ = _compare(lambda a, b: a > b)
+    T.__ge__ = _compare(lambda a, b: a >= b)
+    T.__eq__ = _compare(lambda a, b: a == b)
+    T.__ne__ = _compare(lambda a, b: a != b)
+    T.__hash__ = object.__hash__
+    T.T = property(lambda s: S.transpose(s))
+    T.reshape = lambda s, *shape: S.reshape(s, shape[0] if len(shape) == 1 else shape)
+    T.transpose = lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None)
