@@ -1,0 +1,476 @@
+"""Pytree utilities: nested dict / list / tuple containers of leaves.
+
+A *tree* is a nested structure of ``dict``, ``list`` and ``tuple`` nodes (namedtuples and dict/list/tuple
+subclasses are nodes too and keep their type). Everything else (numpy arrays, Python scalars, arbitrary
+objects such as autodiff tracers) is a *leaf*. ``None`` is an empty subtree: it has no leaves and is kept
+as ``None`` by :func:`map`.
+
+Flatten order is depth first; dict children are visited in sorted key order, so two dicts with the same
+keys flatten identically whatever their insertion order. Paths name a leaf by its keys and indices joined
+with ``"/"``, e.g. ``"layers/0/weight"`` (a dict key containing ``"/"`` makes :func:`get` ambiguous).
+
+Example::
+
+    >>> params = {"weight": np.ones((2, 3)), "bias": np.zeros(3)}
+    >>> structure(params)
+    {'bias': *, 'weight': *}
+    >>> paths(params)
+    ['bias', 'weight']
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "TreeDef", "PathKeyError", "flatten", "unflatten", "leaves", "structure", "map", "map_with_path", "paths",
+    "get", "zeros_like", "ones_like", "full_like", "add", "sub", "mul", "scale", "add_scaled", "vdot",
+    "global_norm", "size", "nbytes", "astype", "allclose", "assert_allclose",
+]
+
+_LEAF, _NONE, _DICT, _SEQ = "leaf", "none", "dict", "seq"
+
+
+def _sorted_keys(d):
+    """Dict keys in flatten order: sorted, or by (type name, repr) when the keys are not comparable."""
+    try:
+        return tuple(sorted(d))
+    except TypeError:
+        return tuple(sorted(d, key=lambda k: (type(k).__name__, repr(k))))
+
+
+class TreeDef:
+    """The structure of a tree without its leaves: hashable, comparable with ``==``, readable repr.
+
+    Attributes:
+      kind: one of ``"leaf"``, ``"none"``, ``"dict"``, ``"seq"`` (list or tuple).
+      node_type: the container type (``dict``, ``list``, ``tuple``, a namedtuple class, ...) or None.
+      keys: the sorted dict keys (dict nodes) or ``()``.
+      children: the child treedefs, in flatten order.
+      num_leaves: the number of leaves below this node.
+    """
+
+    __slots__ = ("kind", "node_type", "keys", "children", "num_leaves", "_hash")
+
+    def __init__(self, kind, node_type=None, keys=(), children=()):
+        self.kind, self.node_type, self.keys, self.children = kind, node_type, tuple(keys), tuple(children)
+        self.num_leaves = 1 if kind == _LEAF else builtins.sum(c.num_leaves for c in self.children)
+        self._hash = hash((kind, node_type, self.keys, self.children))
+
+    def __eq__(self, other):
+        return (isinstance(other, TreeDef) and self._hash == other._hash and self.kind == other.kind
+                and self.node_type is other.node_type and self.keys == other.keys
+                and self.children == other.children)
+
+    def __hash__(self):
+        return self._hash
+
+    def __repr__(self):
+        if self.kind == _LEAF:
+            return "*"
+        if self.kind == _NONE:
+            return "None"
+        if self.kind == _DICT:
+            body = "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.keys, self.children)) + "}"
+            return body if self.node_type is dict else f"{self.node_type.__name__}({body})"
+        items = [repr(c) for c in self.children]
+        if hasattr(self.node_type, "_fields"):
+            fields = ", ".join(f"{f}={c}" for f, c in zip(self.node_type._fields, items))
+            return f"{self.node_type.__name__}({fields})"
+        if issubclass(self.node_type, list):
+            body = "[" + ", ".join(items) + "]"
+        else:
+            body = "(" + ", ".join(items) + (",)" if len(items) == 1 else ")")
+        return body if self.node_type in (list, tuple) else f"{self.node_type.__name__}({body})"
+
+    def describe(self):
+        """A short phrase for error messages, e.g. "a dict with keys ['bias', 'weight']"."""
+        if self.kind == _LEAF:
+            return "a leaf"
+        if self.kind == _NONE:
+            return "None"
+        if self.kind == _DICT:
+            return f"a {self.node_type.__name__} with keys {list(self.keys)}"
+        return f"a {self.node_type.__name__} of length {len(self.children)}"
+
+
+_LEAF_DEF = TreeDef(_LEAF)
+_NONE_DEF = TreeDef(_NONE)
+
+
+def _children(node):
+    """(kind, keys, children) of a container node, or None for a leaf."""
+    if node is None:
+        return _NONE, (), ()
+    if isinstance(node, dict):
+        keys = _sorted_keys(node)
+        return _DICT, keys, [node[k] for k in keys]
+    if isinstance(node, (list, tuple)):
+        return _SEQ, (), list(node)
+    return None
+
+
+def _build(treedef, children):
+    """Rebuild a container node of ``treedef`` from its children."""
+    typ = treedef.node_type
+    if treedef.kind == _DICT:
+        return typ(zip(treedef.keys, children))
+    if hasattr(typ, "_fields"):
+        return typ(*children)
+    return typ(children)
+
+
+def _flatten(node, out, is_leaf):
+    if is_leaf is not None and node is not None and is_leaf(node):
+        out.append(node)
+        return _LEAF_DEF
+    split = _children(node)
+    if split is None:
+        out.append(node)
+        return _LEAF_DEF
+    kind, keys, kids = split
+    if kind == _NONE:
+        return _NONE_DEF
+    return TreeDef(kind, type(node), keys, [_flatten(c, out, is_leaf) for c in kids])
+
+
+def flatten(tree, is_leaf: Callable[[Any], bool] | None = None):
+    """Flatten a tree into its leaves and its structure.
+
+    Args:
+      tree: a nested dict/list/tuple of leaves (``None`` counts as an empty subtree).
+      is_leaf: optional predicate; a node for which it returns True is treated as a leaf.
+
+    Returns:
+      ``(leaves, treedef)``: the leaves in flatten order (dict keys sorted) and a :class:`TreeDef`.
+    """
+    out = []
+    return out, _flatten(tree, out, is_leaf)
+
+
+def unflatten(treedef: TreeDef, leaves):
+    """Rebuild a tree of structure ``treedef`` from ``leaves`` (the inverse of :func:`flatten`).
+
+    Args:
+      treedef: a :class:`TreeDef` from :func:`flatten` or :func:`structure`.
+      leaves: an iterable of exactly ``treedef.num_leaves`` leaves, in flatten order.
+
+    Returns:
+      The rebuilt tree.
+
+    Raises:
+      TypeError: ``treedef`` is not a TreeDef.
+      ValueError: the number of leaves does not match ``treedef.num_leaves``.
+    """
+    if not isinstance(treedef, TreeDef):
+        raise TypeError(f"tree.unflatten: treedef must be a TreeDef from tree.flatten, got {type(treedef).__name__}")
+    leaves = list(leaves)
+    if len(leaves) != treedef.num_leaves:
+        raise ValueError(f"tree.unflatten: treedef {treedef!r} has {treedef.num_leaves} leaves, "
+                         f"got {len(leaves)} leaves")
+    it = iter(leaves)
+
+    def build(td):
+        if td.kind == _LEAF:
+            return next(it)
+        if td.kind == _NONE:
+            return None
+        return _build(td, [build(c) for c in td.children])
+
+    return build(treedef)
+
+
+def leaves(tree, is_leaf=None) -> list:
+    """Returns the leaves of ``tree`` in flatten order (see :func:`flatten`)."""
+    return flatten(tree, is_leaf)[0]
+
+
+def structure(tree, is_leaf=None) -> TreeDef:
+    """Returns the :class:`TreeDef` of ``tree`` (see :func:`flatten`)."""
+    return flatten(tree, is_leaf)[1]
+
+
+def _join(path, key):
+    return f"{path}/{key}" if path else str(key)
+
+
+def _path_repr(path):
+    return repr(path) if path else "the root"
+
+
+class _Mismatch(Exception):
+    """Internal: the structures differ at ``path`` (``args = (path, detail)``)."""
+
+
+def _flatten_up_to(treedef, node, path, out, lenient):
+    """Append the leaves of ``node`` at the leaf positions of ``treedef``; raise _Mismatch on a difference."""
+    if treedef.kind == _LEAF:
+        if not lenient and (node is None or _children(node) is not None):
+            raise _Mismatch(path, f"expected a leaf, got {structure(node).describe()}")
+        out.append(node)
+        return
+    split = _children(node)
+    if split is None or split[0] == _NONE or treedef.kind == _NONE:
+        if treedef.kind == _NONE and node is None:
+            return
+        got = "a leaf" if split is None else structure(node).describe()
+        raise _Mismatch(path, f"expected {treedef.describe()}, got {got}")
+    kind, keys, kids = split
+    if kind != treedef.kind or type(node) is not treedef.node_type:
+        raise _Mismatch(path, f"expected {treedef.describe()}, got {structure(node).describe()}")
+    if kind == _DICT and keys != treedef.keys:
+        raise _Mismatch(path, f"expected keys {list(treedef.keys)}, got {list(keys)}")
+    if len(kids) != len(treedef.children):
+        raise _Mismatch(path, f"expected {treedef.describe()}, got length {len(kids)}")
+    names = treedef.keys if kind == _DICT else range(len(kids))
+    for name, child_def, child in zip(names, treedef.children, kids):
+        _flatten_up_to(child_def, child, _join(path, name), out, lenient)
+
+
+def _flatten_all(where, tree, rest, is_leaf):
+    """Flatten ``tree`` and every tree of ``rest`` to the structure of ``tree``; ValueError on mismatch."""
+    first, treedef = flatten(tree, is_leaf)
+    columns = [first]
+    for i, other in enumerate(rest):
+        out = []
+        try:
+            _flatten_up_to(treedef, other, "", out, lenient=is_leaf is not None)
+        except _Mismatch as e:
+            raise ValueError(
+                f"{where}: structure mismatch at {_path_repr(e.args[0])}: {e.args[1]}; "
+                f"first tree: {treedef!r}, tree {i + 2}: {structure(other, is_leaf)!r}") from None
+        columns.append(out)
+    return treedef, columns
+
+
+def map(f: Callable, tree, *rest, is_leaf=None):
+    """Apply ``f`` leafwise: ``f(leaf, *corresponding leaves of rest)``, keeping the structure of ``tree``.
+
+    Args:
+      f: a function of ``1 + len(rest)`` leaves.
+      tree: the tree whose structure the result has.
+      *rest: trees with the same structure as ``tree``.
+      is_leaf: optional predicate marking nodes of ``tree`` as leaves; the corresponding nodes of ``rest``
+        are then passed to ``f`` whole, whatever they are.
+
+    Returns:
+      A tree with the structure of ``tree`` and leaves ``f(...)``.
+
+    Raises:
+      ValueError: a tree of ``rest`` has another structure; the message shows the first differing path and
+        both structures.
+    """
+    treedef, columns = _flatten_all("tree.map", tree, rest, is_leaf)
+    return unflatten(treedef, [f(*xs) for xs in zip(*columns)])
+
+
+def _leaf_paths(treedef, path=""):
+    """The path of every leaf of ``treedef``, in flatten order."""
+    if treedef.kind == _LEAF:
+        return [path]
+    names = treedef.keys if treedef.kind == _DICT else range(len(treedef.children))
+    return [p for name, child in zip(names, treedef.children) for p in _leaf_paths(child, _join(path, name))]
+
+
+def paths(tree, is_leaf=None) -> list[str]:
+    """Returns the path of every leaf in flatten order, e.g. ``["layers/0/bias", "layers/0/weight"]``.
+
+    Keys and list/tuple indices are joined with ``"/"``; a leaf at the root has path ``""``.
+    """
+    return _leaf_paths(structure(tree, is_leaf))
+
+
+def map_with_path(f: Callable, tree, *rest, is_leaf=None):
+    """Like :func:`map`, but ``f(path, leaf, *rest_leaves)`` also receives the leaf's path string.
+
+    Raises:
+      ValueError: as :func:`map`.
+    """
+    treedef, columns = _flatten_all("tree.map_with_path", tree, rest, is_leaf)
+    return unflatten(treedef, [f(p, *xs) for p, *xs in zip(_leaf_paths(treedef), *columns)])
+
+
+class PathKeyError(KeyError):
+    """KeyError raised by :func:`get`; prints its message without KeyError's quoting."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def get(tree, path: str):
+    """Fetch the subtree at ``path`` (``"layers/1/weight"``; ``""`` is the whole tree).
+
+    Args:
+      tree: a tree.
+      path: keys and list/tuple indices joined with ``"/"`` (or a list/tuple of them).
+
+    Returns:
+      The subtree (or leaf) at ``path``.
+
+    Raises:
+      KeyError: a key or index does not exist; the message lists the keys available at that level.
+    """
+    parts = [p for p in path.split("/") if p != ""] if isinstance(path, str) else list(path)
+    node, here = tree, ""
+    for part in parts:
+        split = _children(node)
+        if split is None or split[0] == _NONE:
+            what = "None" if node is None else f"a leaf of type {type(node).__name__}"
+            raise PathKeyError(f"tree.get: cannot look up {str(part)!r} at {_path_repr(here)} in path {path!r}: "
+                               f"it is {what}, not a container")
+        if isinstance(node, dict):
+            match = [k for k in split[1] if k == part or str(k) == str(part)]
+            if not match:
+                raise PathKeyError(f"tree.get: no key {str(part)!r} at {_path_repr(here)} in path {path!r}; "
+                                   f"available keys: {[str(k) for k in split[1]]}")
+            node = node[match[0]]
+        else:
+            try:
+                index = int(part)
+                node = node[index]
+            except (ValueError, IndexError):
+                raise PathKeyError(f"tree.get: no index {str(part)!r} at {_path_repr(here)} in path {path!r}; "
+                                   f"available indices: 0..{len(node) - 1} ({type(node).__name__} of "
+                                   f"length {len(node)})") from None
+        here = _join(here, part)
+    return node
+
+
+# ---------------------------------------------------------------- leafwise constructors and arithmetic
+
+
+def _dtype(x):
+    dtype = getattr(x, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.result_type(x)
+
+
+def zeros_like(tree):
+    """Returns a tree of zero arrays with each leaf's shape and dtype."""
+    return map(lambda x: np.zeros(np.shape(x), _dtype(x)), tree)
+
+
+def ones_like(tree):
+    """Returns a tree of one-filled arrays with each leaf's shape and dtype."""
+    return map(lambda x: np.ones(np.shape(x), _dtype(x)), tree)
+
+
+def full_like(tree, value):
+    """Returns a tree of arrays filled with ``value``, with each leaf's shape and dtype."""
+    return map(lambda x: np.full(np.shape(x), value, _dtype(x)), tree)
+
+
+def _cast_scalar(s, leaf):
+    """``s`` as a scalar of the leaf's floating dtype, so that arithmetic keeps float32 float32."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and np.issubdtype(dtype, np.inexact):
+        return np.dtype(dtype).type(s)
+    return s
+
+
+def _binary(where, op, a, b):
+    def leaf_op(path, x, y):
+        if isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype != y.dtype:
+            raise TypeError(f"{where}: dtype mismatch at {_path_repr(path)}: {x.dtype} vs {y.dtype}; "
+                            f"cast one tree with tree.astype first")
+        return op(x, y)
+
+    treedef, (xs, ys) = _flatten_all(where, a, (b,), None)
+    return unflatten(treedef, [leaf_op(p, x, y) for p, x, y in zip(_leaf_paths(treedef), xs, ys)])
+
+
+def add(a, b):
+    """Leafwise ``a + b``. Raises ValueError on a structure mismatch, TypeError on a leaf dtype mismatch."""
+    return _binary("tree.add", lambda x, y: x + y, a, b)
+
+
+def sub(a, b):
+    """Leafwise ``a - b``. Raises ValueError on a structure mismatch, TypeError on a leaf dtype mismatch."""
+    return _binary("tree.sub", lambda x, y: x - y, a, b)
+
+
+def mul(a, b):
+    """Leafwise ``a * b``. Raises ValueError on a structure mismatch, TypeError on a leaf dtype mismatch."""
+    return _binary("tree.mul", lambda x, y: x * y, a, b)
+
+
+def scale(tree, s):
+    """Leafwise ``s * leaf``; ``s`` is cast to each floating leaf's dtype so dtypes are preserved."""
+    return map(lambda x: x * _cast_scalar(s, x), tree)
+
+
+def add_scaled(a, b, s):
+    """Leafwise ``a + s * b`` (``s`` cast to each floating leaf's dtype), e.g. an SGD step ``p - lr * g``.
+
+    Raises:
+      ValueError: structure mismatch. TypeError: leaf dtype mismatch.
+    """
+    return _binary("tree.add_scaled", lambda x, y: x + _cast_scalar(s, y) * y, a, b)
+
+
+def vdot(a, b) -> float:
+    """Sum over leaves of ``sum(a_leaf * b_leaf)``, accumulated in float64; returns a Python float.
+
+    Raises:
+      ValueError: structure mismatch.
+    """
+    _, (xs, ys) = _flatten_all("tree.vdot", a, (b,), None)
+    total = 0.0
+    for x, y in zip(xs, ys):
+        total += float(np.dot(np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()))
+    return total
+
+
+def global_norm(tree) -> float:
+    """The Euclidean norm of all leaves concatenated, ``sqrt(vdot(tree, tree))``, as a Python float."""
+    return math.sqrt(vdot(tree, tree))
+
+
+def size(tree) -> int:
+    """The total number of elements over all leaves."""
+    return int(builtins.sum(np.size(x) for x in leaves(tree)))
+
+
+def nbytes(tree) -> int:
+    """The total number of bytes of all leaves (Python scalars count as 0-d numpy arrays)."""
+    return int(builtins.sum(np.asarray(x).nbytes for x in leaves(tree)))
+
+
+def astype(tree, dtype):
+    """Returns a tree whose every leaf is a numpy array cast to ``dtype`` (no copy when already that dtype)."""
+    dtype = np.dtype(dtype)
+    return map(lambda x: np.asarray(x).astype(dtype, copy=False), tree)
+
+
+def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    """True when ``a`` and ``b`` have the same structure and all leaf pairs have equal shapes and are
+    ``np.allclose`` (NaNs equal); False otherwise (:func:`assert_allclose` says where they differ)."""
+    try:
+        assert_allclose(a, b, rtol, atol)
+    except AssertionError:
+        return False
+    return True
+
+
+def assert_allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8):
+    """Like :func:`allclose` but raises AssertionError naming the first differing path.
+
+    Raises:
+      AssertionError: structure, shape or value mismatch.
+    """
+    try:
+        treedef, (xs, ys) = _flatten_all("tree.assert_allclose", a, (b,), None)
+    except ValueError as e:
+        raise AssertionError(str(e)) from None
+    for path, x, y in zip(_leaf_paths(treedef), xs, ys):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape:
+            raise AssertionError(f"tree.assert_allclose: shape mismatch at {_path_repr(path)}: "
+                                 f"{x.shape} vs {y.shape}")
+        if not np.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True):
+            err = np.max(np.abs(x.astype(np.float64) - y.astype(np.float64))) if x.size else 0.0
+            raise AssertionError(f"tree.assert_allclose: values differ at {_path_repr(path)}: "
+                                 f"max abs difference {err:.3g} (rtol={rtol}, atol={atol})")
