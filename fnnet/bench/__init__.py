@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m fnnet.bench`` (see ``python -m fnnet.bench --help``)."""

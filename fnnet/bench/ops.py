@@ -1,0 +1,108 @@
+"""Per-op benchmarks: forward, and forward + backward, for fnnet and PyTorch on the same shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .timing import median_ms
+
+OPS = ("linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "softmax_cross_entropy", "embedding")
+
+
+def _inputs(name):
+    rng = np.random.default_rng(0)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    if name == "linear":
+        return {"x": f(128, 784), "w": f(784, 256) * 0.05, "b": f(256)}
+    if name == "conv2d":
+        return {"x": f(64, 32, 14, 14), "w": f(64, 32, 3, 3) * 0.05, "b": f(64)}
+    if name in ("max_pool2d", "avg_pool2d"):
+        return {"x": f(64, 32, 28, 28)}
+    if name == "batch_norm":
+        return {"x": f(64, 32, 14, 14), "g": f(32), "b": f(32)}
+    if name == "softmax_cross_entropy":
+        return {"x": f(512, 1000), "y": rng.integers(0, 1000, 512)}
+    if name == "embedding":
+        return {"i": rng.integers(0, 10000, (64, 32)), "w": f(10000, 128)}
+    raise KeyError(name)
+
+
+def _fnnet_fn(name, d):
+    import fnnet
+
+    ops = fnnet.ops
+    if name == "linear":
+        return lambda x, w, b: ops.linear(x, w, b), ("x", "w", "b")
+    if name == "conv2d":
+        return lambda x, w, b: ops.conv2d(x, w, b, padding=1), ("x", "w", "b")
+    if name == "max_pool2d":
+        return lambda x: ops.max_pool2d(x, 2), ("x",)
+    if name == "avg_pool2d":
+        return lambda x: ops.avg_pool2d(x, 2), ("x",)
+    if name == "batch_norm":
+        mean, var = np.zeros(32, np.float32), np.ones(32, np.float32)
+        return lambda x, g, b: ops.batch_norm(x, g, b, mean, var, train=True)[0], ("x", "g", "b")
+    if name == "softmax_cross_entropy":
+        return lambda x: fnnet.losses.softmax_cross_entropy(x, d["y"]), ("x",)
+    if name == "embedding":
+        return lambda w: ops.embedding(d["i"], w), ("w",)
+    raise KeyError(name)
+
+
+def fnnet_op(name, repeats, min_time):
+    import fnnet
+
+    d = _inputs(name)
+    fn, argnames = _fnnet_fn(name, d)
+    args = [d[a] for a in argnames]
+    out = fn(*args)
+    u = np.ones_like(out)
+
+    def fwd_bwd():
+        _, vjp_fn = fnnet.vjp(fn, *args)
+        vjp_fn(u)
+
+    return {"fwd_ms": median_ms(lambda: fn(*args), repeats=repeats, min_time=min_time),
+            "fwd_bwd_ms": median_ms(fwd_bwd, repeats=repeats, min_time=min_time)}
+
+
+def torch_op(name, repeats, min_time):
+    import torch
+    import torch.nn.functional as F
+
+    d = {k: torch.from_numpy(v) for k, v in _inputs(name).items()}
+    if name == "linear":
+        fn, argnames = (lambda x, w, b: F.linear(x, w, b)), ("x", "w", "b")
+        d["w"] = d["w"].T.contiguous()
+    elif name == "conv2d":
+        fn, argnames = (lambda x, w, b: F.conv2d(x, w, b, padding=1)), ("x", "w", "b")
+    elif name == "max_pool2d":
+        fn, argnames = (lambda x: F.max_pool2d(x, 2)), ("x",)
+    elif name == "avg_pool2d":
+        fn, argnames = (lambda x: F.avg_pool2d(x, 2)), ("x",)
+    elif name == "batch_norm":
+        mean, var = torch.zeros(32), torch.ones(32)
+        fn, argnames = (lambda x, g, b: F.batch_norm(x, mean, var, g, b, training=True)), ("x", "g", "b")
+    elif name == "softmax_cross_entropy":
+        fn, argnames = (lambda x: F.cross_entropy(x, d["y"])), ("x",)
+    elif name == "embedding":
+        fn, argnames = (lambda w: F.embedding(d["i"], w)), ("w",)
+    args = [d[a].clone().requires_grad_(True) for a in argnames]
+    with torch.no_grad():
+        out = fn(*args)
+    u = torch.ones_like(out)
+
+    def fwd():
+        with torch.no_grad():
+            fn(*args)
+
+    def fwd_bwd():
+        for a in args:
+            a.grad = None
+        fn(*args).backward(u)
+
+    return {"fwd_ms": median_ms(fwd, repeats=repeats, min_time=min_time),
+            "fwd_bwd_ms": median_ms(fwd_bwd, repeats=repeats, min_time=min_time)}
+
+
+OP_BENCHES = {"fnnet": fnnet_op, "torch": torch_op}

@@ -1,0 +1,32 @@
+"""Timing helpers shared by the benchmark workers."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+
+def median_ms(fn, *, warmup=3, repeats=7, min_time=0.05, max_steps=1000):
+    """Median over ``repeats`` runs of the mean time of ``fn()`` in milliseconds.
+
+    Each run calls ``fn`` enough times to last at least ``min_time`` seconds (decided once, after warm-up).
+    """
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, min(max_steps, int(min_time / once)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner * 1e3)
+    return statistics.median(samples)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,56 @@
+"""One benchmark measurement in this process; prints a JSON line.  Run by ``fnnet.bench`` in a fresh
+process per framework so that frameworks never share a process (threads, allocators, caches)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _set_threads(framework, threads):
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif framework == "fnnet":
+        import numba
+
+        import fnnet  # noqa: F401  (threading layer)
+
+        numba.set_num_threads(threads)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("framework")
+    p.add_argument("workload")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--min-time", type=float, default=0.05)
+    p.add_argument("--steps", type=int, default=0, help="memory mode: run this many steps, report peak RSS")
+    args = p.parse_args(argv)
+    _set_threads(args.framework, args.threads)
+    from . import timing
+
+    if args.workload.startswith("op:"):
+        from .ops import OP_BENCHES
+
+        result = OP_BENCHES[args.framework](args.workload[3:], args.repeats, args.min_time)
+    else:
+        from .workloads import BUILDERS
+
+        step = BUILDERS[args.framework](args.workload, args.batch)
+        if args.steps:
+            for _ in range(args.steps):
+                step()
+            result = {"peak_rss_mb": timing.peak_rss_mb()}
+        else:
+            result = {"ms": timing.median_ms(step, repeats=args.repeats, min_time=args.min_time)}
+    print(json.dumps(result))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
