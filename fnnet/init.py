@@ -28,7 +28,10 @@ float16 is supported as a storage type: values are drawn in float32 and cast.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import threading
 
 import attrs
 import numpy as np
@@ -36,7 +39,7 @@ import numpy as np
 from fnnet import random as _random
 
 __all__ = [
-    "Initializer", "VarianceScaling", "Normal", "Uniform", "TruncatedNormal", "Orthogonal", "Constant",
+    "Initializer", "ShapeDtype", "abstract_arrays", "VarianceScaling", "Normal", "Uniform", "TruncatedNormal", "Orthogonal", "Constant",
     "TRUNCATED_STD_2", "fans", "get", "to_config", "from_config", "register", "constant",
     "glorot_uniform", "xavier_uniform", "glorot_normal", "xavier_normal", "he_uniform", "kaiming_uniform",
     "he_normal", "kaiming_normal", "lecun_uniform", "lecun_normal", "orthogonal", "truncated_normal",
@@ -101,8 +104,63 @@ def _one_of(*choices):
     return check
 
 
+@attrs.frozen
+class ShapeDtype:
+    """An array's description without its data: what initializers return under :func:`abstract_arrays`."""
+
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+_abstract = threading.local()
+
+
+@contextlib.contextmanager
+def abstract_arrays():
+    """Within this block (in this thread), initializers validate their arguments and return
+    :class:`ShapeDtype` descriptors instead of allocating and filling arrays."""
+    previous = getattr(_abstract, "on", False)
+    _abstract.on = True
+    try:
+        yield
+    finally:
+        _abstract.on = previous
+
+
 class Initializer:
-    """Base class (for ``isinstance`` checks): ``__call__(key, shape, dtype=np.float32) -> np.ndarray``."""
+    """Base class (for ``isinstance`` checks): ``__call__(key, shape, dtype=np.float32) -> np.ndarray``.
+
+    Subclasses' ``__call__`` is wrapped so that under :func:`abstract_arrays` it returns a
+    :class:`ShapeDtype` after validating, without drawing any numbers.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is None or getattr(call, "_fnnet_abstract_aware", False):
+            return
+
+        @functools.wraps(call)
+        def wrapped(self, key, shape, dtype=np.float32):
+            if getattr(_abstract, "on", False):
+                shape, dt, _ = _prepare(type(self).__name__, key, shape, dtype)
+                return ShapeDtype(shape, dt)
+            return call(self, key, shape, dtype)
+
+        wrapped._fnnet_abstract_aware = True
+        cls.__call__ = wrapped
 
     def __call__(self, key, shape, dtype=np.float32) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
