@@ -1,0 +1,108 @@
+"""A small, functional training loop: everything goes in as arguments and comes back as results.
+
+Nothing here hides params, state or optimizer state; the helpers only save the boilerplate of batching,
+``value_and_grad`` and the optimizer update::
+
+    step = fnnet.train.make_train_step(model, fnnet.losses.softmax_cross_entropy, opt)
+    for epoch in range(epochs):
+        key, epoch_key = fnnet.random.split(key)
+        params, state, opt_state, metrics = fnnet.train.run_epoch(
+            step, params, state, opt_state, x_train, y_train, epoch_key, batch_size=64)
+        print(epoch, metrics, fnnet.train.evaluate(model, params, state, x_test, y_test))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import datasets, optim
+from . import random as fnrandom
+from .autodiff import value_and_grad
+
+__all__ = ["make_train_step", "run_epoch", "predict", "evaluate", "accuracy"]
+
+
+def accuracy(logits, labels) -> float:
+    """Fraction of rows of ``logits (N, classes)`` whose argmax equals ``labels (N,)``."""
+    logits = np.asarray(logits)
+    if len(labels) == 0:
+        return float("nan")
+    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
+
+
+def _forward(model, params, state, x, key, train):
+    """``(y, new_state)`` for stateful and stateless models alike."""
+    if model.has_state:
+        return model.apply(params, x, state=state, key=key, train=train)
+    return model.apply(params, x, key=key, train=train), state
+
+
+def make_train_step(model, loss_fn, optimizer):
+    """Build ``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)``.
+
+    Args:
+        model: a layer (usually a ``Sequential``).
+        loss_fn: ``loss_fn(outputs, y) -> scalar``, e.g. ``fnnet.losses.softmax_cross_entropy``.
+        optimizer: an ``fnnet.optim`` gradient transformation.
+
+    ``metrics`` holds the batch ``loss`` and ``accuracy`` (argmax of the outputs against integer ``y``).
+    ``state`` is the model state tree (``{}``-like for stateless models) and is returned updated.
+    """
+
+    def objective(params, state, x, y, key):
+        out, new_state = _forward(model, params, state, x, key, True)
+        return loss_fn(out, y), (new_state, out)
+
+    loss_and_grad = value_and_grad(objective, has_aux=True)
+
+    def step(params, state, opt_state, x, y, key):
+        (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optim.apply_updates(params, updates)
+        metrics = {"loss": float(loss)}
+        if np.asarray(y).dtype.kind in "iu":
+            metrics["accuracy"] = accuracy(out, y)
+        return params, new_state, opt_state, metrics
+
+    return step
+
+
+def run_epoch(step, params, state, opt_state, x, y, key, *, batch_size=64, shuffle=True, drop_last=False,
+              progress=None):
+    """One pass over ``(x, y)`` in batches drawn by a key-driven shuffle.
+
+    Args:
+        step: from :func:`make_train_step`.
+        key: drives the shuffle and, split once per batch, the step's randomness (dropout).
+        progress: optional callable ``progress(metrics)`` called after each batch (e.g. a tqdm update).
+
+    Returns:
+        ``(params, state, opt_state, metrics)`` with metrics averaged over examples.
+    """
+    shuffle_key, step_key = fnrandom.split(key)
+    order = list(datasets.batches(shuffle_key, len(x), batch_size, shuffle=shuffle, drop_last=drop_last))
+    keys = fnrandom.split(step_key, max(len(order), 1))
+    totals, count = {}, 0
+    for idx, k in zip(order, keys):
+        params, state, opt_state, metrics = step(params, state, opt_state, x[idx], y[idx], k)
+        for name, v in metrics.items():
+            totals[name] = totals.get(name, 0.0) + v * len(idx)
+        count += len(idx)
+        if progress is not None:
+            progress(metrics)
+    return params, state, opt_state, {name: v / max(count, 1) for name, v in totals.items()}
+
+
+def predict(model, params, state, x, *, batch_size=512):
+    """Model outputs in evaluation mode (``train=False``), computed in batches, as one array."""
+    outs = [_forward(model, params, state, x[i:i + batch_size], None, False)[0] for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0,))
+
+
+def evaluate(model, params, state, x, y, *, loss_fn=None, batch_size=512) -> dict:
+    """``{"accuracy": ..., "loss": ...}`` (loss only when ``loss_fn`` is given) in evaluation mode."""
+    out = predict(model, params, state, x, batch_size=batch_size)
+    result = {"accuracy": accuracy(out, y)}
+    if loss_fn is not None:
+        result["loss"] = float(loss_fn(out, y))
+    return result
