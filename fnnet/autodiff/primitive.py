@@ -23,6 +23,9 @@ shape of the output: the tape sums it back to the input's shape.
 
 from __future__ import annotations
 
+import numpy as np
+
+from . import half
 from .tape import Tracer
 
 __all__ = ["Primitive", "primitive", "registered_primitives", "get_primitive", "NON_DIFFERENTIABLE"]
@@ -73,10 +76,18 @@ class Primitive:
 
     def __call__(self, *args, **params):
         tape = None
+        is_half = False
         for a in args:
-            if type(a) is Tracer:
+            t = type(a)
+            if t is Tracer:
                 tape = a.tape
-                break
+                is_half = is_half or a.value.dtype == half.HALF
+            elif t is np.ndarray and a.dtype == half.HALF:
+                is_half = True
+        if is_half:
+            if tape is not None:
+                _check_tapes(self.name, tape, args)
+            return half.call(self, tape, args, params)
         if tape is None:
             return self.fwd(*args, **params)[0]
         return self._traced_call(tape, args, params)
@@ -106,6 +117,12 @@ class Primitive:
 
     def __repr__(self):
         return f"<fnnet primitive {self.name!r}>"
+
+
+def _check_tapes(name, tape, args):
+    for a in args:
+        if type(a) is Tracer and (a.tape is not tape or not tape.active):
+            _raise_foreign_tracer(name, a, tape)
 
 
 def _raise_foreign_tracer(name, tracer, tape):

@@ -7,9 +7,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff import Tracer
+from .. import kernels as K
+from ..autodiff import Tracer, half
 
-FLOAT_DTYPES = (np.float32, np.float64)
+#: float16 is accepted as a storage type: primitives compute it in float32 (``fnnet.autodiff.half``).
+FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    return K.half_to_float32(np.ascontiguousarray(a).reshape(-1).view(np.uint16)).reshape(a.shape)
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    return K.float32_to_half(np.ascontiguousarray(a).reshape(-1)).view(np.float16).reshape(a.shape)
+
+
+half.set_converters(_widen, _narrow)
 
 
 def value(x):
@@ -17,14 +30,12 @@ def value(x):
 
 
 def dtype_error(op: str, arg: str, got) -> TypeError:
-    hint = "convert with x.astype(np.float32)"
-    if got == np.float16:
-        hint = "float16 is a storage type: cast to float32 for this op (x.astype(np.float32))"
-    return TypeError(f"{op}: {arg} must be a float32 or float64 array, got dtype {got}; {hint}")
+    return TypeError(f"{op}: {arg} must be a float16, float32 or float64 array, got dtype {got}; "
+                     "convert with x.astype(np.float32)")
 
 
 def check_float(op: str, arg: str, x) -> None:
-    """Raise unless ``x`` is a float32/float64 ndarray (or a tracer of one)."""
+    """Raise unless ``x`` is a float16/32/64 ndarray (or a tracer of one)."""
     v = value(x)
     if type(v) is not np.ndarray:
         raise TypeError(

@@ -1,0 +1,91 @@
+"""float16 as a storage type: primitives called with float16 arrays compute in float32.
+
+Numba kernels cannot do float16 arithmetic, so when any input of a primitive is a float16 array the call
+is routed here: float16 inputs are widened to float32, the primitive's float32 forward runs, and its float
+outputs and the residuals it saves are narrowed back to float16.  The backward widens the residuals and
+the cotangent, runs the float32 VJP, and narrows the input cotangents.  Activations, parameters, saved
+residuals and gradients are therefore stored in half precision (half the memory), while every kernel
+computes and accumulates in float32.
+
+The conversions default to numpy's ``astype``; ``fnnet.ops`` installs Numba conversion kernels that are
+several times faster (``set_converters``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tape import Tracer
+
+HALF = np.dtype(np.float16)
+SINGLE = np.dtype(np.float32)
+
+_convert = {
+    "widen": lambda a: a.astype(np.float32),
+    "narrow": lambda a: a.astype(np.float16),
+}
+
+
+def set_converters(widen, narrow) -> None:
+    """Install ``widen(float16 array) -> float32 array`` and ``narrow(float32 array) -> float16 array``."""
+    _convert["widen"], _convert["narrow"] = widen, narrow
+
+
+def widen(x):
+    return _convert["widen"](x) if type(x) is np.ndarray and x.dtype == HALF else x
+
+
+def narrow(x):
+    return _convert["narrow"](x) if type(x) is np.ndarray and x.dtype == SINGLE else x
+
+
+def _map_arrays(fn, res):
+    if type(res) is tuple:
+        return tuple(fn(r) for r in res)
+    if type(res) is list:
+        return [fn(r) for r in res]
+    return fn(res)
+
+
+def _param32(v):
+    return np.float32(v) if isinstance(v, np.float16) else v
+
+
+class _HalfVJP:
+    """Tape adaptor: the wrapped primitive's VJP on widened residuals and cotangent, narrowed results."""
+
+    __slots__ = ("prim", "name")
+
+    def __init__(self, prim):
+        self.prim = prim
+        self.name = prim.name
+
+    def argname(self, i):
+        return self.prim.argname(i)
+
+    def vjp(self, residuals, g, params):
+        grads = self.prim.vjp(_map_arrays(widen, residuals), widen(g), params)
+        return tuple(narrow(x) for x in grads)
+
+
+def call(prim, tape, args, params):
+    """Run ``prim`` on arguments of which at least one is a float16 array (or a tracer of one)."""
+    values = [a.value if type(a) is Tracer else a for a in args]
+    params32 = {k: _param32(v) for k, v in params.items()}
+    out, residuals = prim.fwd(*[widen(v) for v in values], **params32)
+    out = tuple(narrow(o) for o in out) if prim.num_aux else narrow(out)
+    if tape is None:
+        return out
+    adaptor = _HalfVJP(prim)
+    parents, shapes = [], []
+    for a in args:
+        if type(a) is Tracer:
+            parents.append(a.node)
+            shapes.append(a.value.shape)
+        else:
+            parents.append(-1)
+            shapes.append(None)
+    node = tape.record(adaptor, _map_arrays(narrow, residuals), params32, tuple(parents), tuple(shapes))
+    if prim.num_aux:
+        return (Tracer(out[0], tape, node), *out[1:])
+    return Tracer(out, tape, node)
