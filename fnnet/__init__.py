@@ -13,5 +13,6 @@ from .autodiff import (  # noqa: F401
     checkpoint, grad, primitive, stop_gradient, value_and_grad, vjp,
 )
 from . import testing  # noqa: F401
+from . import losses  # noqa: F401
 
 __version__ = "0.1.0"

@@ -9,8 +9,11 @@ from .arithmetic import add, divide, maximum, minimum, multiply, power, subtract
 from .elementwise import (
     abs, clip, elu, exp, gelu, leaky_relu, log, negative, relu, sigmoid, softplus, sqrt, tanh,
 )
+from .indexing import concatenate, getitem, stack, take
 from .linalg import linear, matmul
+from .reduce import max, mean, sum  # noqa: A004  (numpy's names)
 from .shape import reshape, transpose
+from .softmax import log_softmax, logsumexp, softmax
 
 _operators.install()
 
@@ -19,3 +22,4 @@ __all__ = [
     "maximum", "minimum", "multiply", "negative", "power", "relu", "reshape", "sigmoid", "softplus",
     "sqrt", "subtract", "tanh", "transpose", "where",
 ]
+__all__ += ["concatenate", "getitem", "log_softmax", "logsumexp", "max", "mean", "softmax", "stack", "sum", "take"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 from ..autodiff import Tracer
 from . import arithmetic as A
 from . import elementwise as E
+from . import indexing as I
 from . import linalg as L
+from . import reduce as R
 from . import shape as S
 
 
@@ -44,3 +46,7 @@ def install() -> None:
     T.T = property(lambda s: S.transpose(s))
     T.reshape = lambda s, *shape: S.reshape(s, shape[0] if len(shape) == 1 else shape)
     T.transpose = lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None)
+    T.__getitem__ = lambda s, index: I.getitem(s, index)
+    T.sum = lambda s, axis=None, keepdims=False: R.sum(s, axis, keepdims)
+    T.mean = lambda s, axis=None, keepdims=False: R.mean(s, axis, keepdims)
+    T.max = lambda s, axis=None, keepdims=False: R.max(s, axis, keepdims)
