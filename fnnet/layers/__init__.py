@@ -12,11 +12,12 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .norm import BatchNorm, LayerNorm
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .recording import ActivationRecorder, record_activations
 from .shape import Flatten, Identity, Reshape
 
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "GlobalAvgPool2D", "LayerNorm", "MaxPool2D",
     "ELU", "FanInConcat", "FanInSum", "FanOut", "Flatten", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
     "LogSoftmax", "Parallel", "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "Softplus",
-    "Tanh", "from_config", "get", "register", "registered_layers", "to_config",
+    "Tanh", "ActivationRecorder", "record_activations", "from_config", "get", "register", "registered_layers", "to_config",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import ops
 from .. import random as fnrandom
+from . import recording
 from .base import Layer, as_shape, check_params, child_errors, positive_int, register
 
 __all__ = ["Sequential", "Parallel", "FanOut", "FanInSum", "FanInConcat", "Residual"]
@@ -103,13 +104,18 @@ class Sequential(_Container):
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         self._check(params)
+        rec = recording.current()
         new_state = None if state is None else {}
         for name, layer, k in zip(self.child_names, self.layers, _child_keys(key, len(self.layers))):
             with child_errors(name, layer):
+                if rec is not None:
+                    rec.push(name)
                 if state is None:
                     x = layer.apply(params[name], x, key=k, train=train)
                 else:
                     x, new_state[name] = layer.apply(params[name], x, state=state.get(name, {}), key=k, train=train)
+                if rec is not None:
+                    x = rec.pop(layer, x)
         return x if state is None else (x, new_state)
 
 
@@ -160,14 +166,17 @@ class Parallel(_Container):
     def apply(self, params, x, *, state=None, key=None, train=False):
         self._check(params)
         xs = _inputs(x, len(self.layers), "Parallel.apply")
+        rec = recording.current()
         outs, new_state = [], (None if state is None else {})
         for name, layer, k, xi in zip(self.child_names, self.layers, _child_keys(key, len(self.layers)), xs):
             with child_errors(name, layer):
+                if rec is not None:
+                    rec.push(name)
                 if state is None:
-                    outs.append(layer.apply(params[name], xi, key=k, train=train))
+                    y = layer.apply(params[name], xi, key=k, train=train)
                 else:
                     y, new_state[name] = layer.apply(params[name], xi, state=state.get(name, {}), key=k, train=train)
-                    outs.append(y)
+                outs.append(y if rec is None else rec.pop(layer, y))
         return tuple(outs) if state is None else (tuple(outs), new_state)
 
 
@@ -262,8 +271,15 @@ class Residual(Layer):
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         check_params("Residual", params, ("block",))
+        rec = recording.current()
         with child_errors("block", self.block):
+            if rec is not None:
+                rec.push("block")
             if state is None:
-                return ops.add(x, self.block.apply(params["block"], x, key=key, train=train))
-            y, block_state = self.block.apply(params["block"], x, state=state.get("block", {}), key=key, train=train)
-        return ops.add(x, y), {"block": block_state}
+                y = self.block.apply(params["block"], x, key=key, train=train)
+            else:
+                y, block_state = self.block.apply(params["block"], x, state=state.get("block", {}), key=key,
+                                                  train=train)
+            if rec is not None:
+                y = rec.pop(self.block, y)
+        return ops.add(x, y) if state is None else (ops.add(x, y), {"block": block_state})
