@@ -14,5 +14,6 @@ from .autodiff import (  # noqa: F401
 )
 from . import testing  # noqa: F401
 from . import losses  # noqa: F401
+from . import optim, io, datasets  # noqa: F401
 
 __version__ = "0.1.0"

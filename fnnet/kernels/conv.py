@@ -1,0 +1,204 @@
+"""2-D convolution kernels (NCHW, PyTorch layout): im2col + BLAS, one private buffer per sample.
+
+Shapes (all validated and C-contiguous, float32 or float64, one dtype):
+    x    (N, C, H, W)
+    w3   (groups, O/groups, C/groups*kh*kw)   the weight (O, C/groups, kh, kw) reshaped (a view)
+    b    (O,)                                  a dummy (0,) array when there is no bias
+    y/gy (N, O, oh, ow)
+
+Geometry parameters: stride (sh, sw), the padding before the first row/column (pad_top, pad_left;
+the padding after only shows up in oh/ow, which the caller computes), dilation (dh, dw), kernel
+(kh, kw) and the output size (oh, ow).
+
+Scheme
+------
+Forward: ``prange`` over samples; each sample unfolds its input into a private column buffer
+``(C*kh*kw, oh*ow)`` (im2col; rows of group g are the contiguous block g, because channel
+c = g*C/groups + c') and calls ``np.dot`` once per group, writing straight into ``y``; the bias add
+runs over the freshly written rows while they are in cache.  Measured here (2-core Zen 4, float32,
+batch 64, 3x3 pad 1): 1->32 ch at 28x28 0.2-0.6 ms, 32->64 ch at 14x14 5.7-8.6 ms (noisy, shared
+machine), against 0.7-1.0 ms and 7.0-12 ms for one batch-wide im2col and one big GEMM (which also needs
+a batch-sized buffer).  A 1x1 kernel with stride 1 and no padding skips im2col: the input plane is
+already the column matrix.
+
+Backward, input: ``prange`` over samples; per group ``dcols = w_g^T @ gy_g`` into a private buffer,
+then col2im adds the columns back into that sample's ``gx`` plane serially (deterministic).
+
+Backward, weight and bias: the weight gradient is ``sum_n gy_n @ cols_n^T``.  Each sample's product is
+a GEMM with a short inner dimension (oh*ow) that is as fast inside ``prange`` as one big batch-wide GEMM
+(measured above: 0.4-0.7 ms vs 1.7-2.3 ms, and 6.1-6.9 ms vs 6.7-10.6 ms), needs no batch-sized column
+buffer, and recomputes im2col from ``x`` instead of saving it (the forward saves only x and the weight:
+the column matrix is kh*kw times larger than x).  Determinism: the samples are split into
+``min(N, WEIGHT_GRAD_CHUNKS)`` chunks whose boundaries depend only on N (never on the thread count);
+each chunk sums its samples in index order into its own partial, and the partials are combined serially
+in chunk order.  Bounding the chunk count bounds the partial memory to 16 weight-sized arrays.  Bias
+sums are accumulated in float64 in the same chunks, then cast.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+__all__ = ["conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight", "WEIGHT_GRAD_CHUNKS"]
+
+#: Number of fixed sample chunks of the weight-gradient reduction (independent of the thread count).
+WEIGHT_GRAD_CHUNKS = 16
+
+
+@kernel(parallel=False)
+def _ceil_div(a, b):
+    """ceil(a / b) for ints, b > 0 (a may be negative)."""
+    return -((-a) // b)
+
+
+@kernel(parallel=False)
+def _im2col(xn, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
+    """Unfold one sample ``xn (C, H, W)`` into ``cols (C*kh*kw, oh*ow)``; zeros where the window is padding."""
+    C, H, W = xn.shape
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                off = j * dw - pad_left
+                # output columns b whose input column b*sw + off lies inside [0, W)
+                b_lo = min(max(_ceil_div(-off, sw), 0), ow)
+                b_hi = min(max(_ceil_div(W - off, sw), b_lo), ow)
+                for a in range(oh):
+                    h = a * sh - pad_top + i * dh
+                    base = a * ow
+                    if h < 0 or h >= H:
+                        for b in range(ow):
+                            cols[r, base + b] = 0.0
+                        continue
+                    for b in range(b_lo):
+                        cols[r, base + b] = 0.0
+                    for b in range(b_lo, b_hi):
+                        cols[r, base + b] = xn[c, h, b * sw + off]
+                    for b in range(b_hi, ow):
+                        cols[r, base + b] = 0.0
+
+
+@kernel(parallel=False)
+def _col2im_add(cols, gxn, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
+    """Add ``cols (C*kh*kw, oh*ow)`` back into ``gxn (C, H, W)`` (the adjoint of _im2col), serially."""
+    C, H, W = gxn.shape
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                off = j * dw - pad_left
+                b_lo = min(max(_ceil_div(-off, sw), 0), ow)
+                b_hi = min(max(_ceil_div(W - off, sw), b_lo), ow)
+                for a in range(oh):
+                    h = a * sh - pad_top + i * dh
+                    if h < 0 or h >= H:
+                        continue
+                    base = a * ow
+                    for b in range(b_lo, b_hi):
+                        gxn[c, h, b * sw + off] += cols[r, base + b]
+
+
+@kernel
+def conv2d_fwd(x, w3, b, has_bias, sh, sw, pad_top, pad_left, dh, dw, kh, kw, oh, ow):
+    """y = conv(x, w) (+ b): ``(N, O, oh, ow)``."""
+    N, C, H, W = x.shape
+    groups, og, kg = w3.shape
+    L = oh * ow
+    y = np.empty((N, groups, og, L), dtype=x.dtype)
+    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pad_top == 0 and pad_left == 0 and oh == H and ow == W
+    x3 = x.reshape(N, C, H * W)
+    for n in prange(N):
+        if direct:
+            cols = x3[n]
+        else:
+            cols = np.empty((C * kh * kw, L), dtype=x.dtype)
+            _im2col(x[n], cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
+        cols3 = cols.reshape(groups, kg, L)
+        for g in range(groups):
+            np.dot(w3[g], cols3[g], y[n, g])
+            if has_bias:
+                for o in range(og):
+                    bo = b[g * og + o]
+                    for l in range(L):
+                        y[n, g, o, l] += bo
+    return y.reshape(N, groups * og, oh, ow)
+
+
+@kernel
+def conv2d_bwd_input(gy, w3, H, W, sh, sw, pad_top, pad_left, dh, dw, kh, kw):
+    """Cotangent of x: ``(N, C, H, W)`` from ``gy (N, O, oh, ow)``."""
+    N, O, oh, ow = gy.shape
+    groups, og, kg = w3.shape
+    C = groups * (kg // (kh * kw))
+    L = oh * ow
+    gy4 = gy.reshape(N, groups, og, L)
+    gx = np.zeros((N, C, H, W), dtype=gy.dtype)
+    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pad_top == 0 and pad_left == 0 and oh == H and ow == W
+    gx3 = gx.reshape(N, C, H * W)
+    for n in prange(N):
+        if direct:
+            dcols = gx3[n]
+        else:
+            dcols = np.empty((C * kh * kw, L), dtype=gy.dtype)
+        dcols3 = dcols.reshape(groups, kg, L)
+        for g in range(groups):
+            np.dot(w3[g].T, gy4[n, g], dcols3[g])
+        if not direct:
+            _col2im_add(dcols, gx[n], kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
+    return gx
+
+
+@kernel(reduction=True)
+def conv2d_bwd_weight(x, gy, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, need_bias):
+    """Cotangents of the weight ``(groups, O/groups, C/groups*kh*kw)`` and bias ``(O,)`` (empty unless
+    ``need_bias``): fixed sample chunks, each summed in order, combined in chunk order."""
+    N, C, H, W = x.shape
+    _, O, oh, ow = gy.shape
+    og = O // groups
+    kg = (C // groups) * kh * kw
+    L = oh * ow
+    gy4 = gy.reshape(N, groups, og, L)
+    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pad_top == 0 and pad_left == 0 and oh == H and ow == W
+    x3 = x.reshape(N, C, H * W)
+    nchunks = min(N, WEIGHT_GRAD_CHUNKS)
+    partial = np.zeros((nchunks, groups, og, kg), dtype=x.dtype)
+    partial_b = np.zeros((nchunks, O), dtype=np.float64)
+    for ch in prange(nchunks):
+        start = (ch * N) // nchunks
+        stop = ((ch + 1) * N) // nchunks
+        tmp = np.empty((og, kg), dtype=x.dtype)
+        if direct:
+            cols = x3[start]
+        else:
+            cols = np.empty((C * kh * kw, L), dtype=x.dtype)
+        for n in range(start, stop):
+            if direct:
+                cols = x3[n]
+            else:
+                _im2col(x[n], cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
+            cols3 = cols.reshape(groups, kg, L)
+            for g in range(groups):
+                if n == start:
+                    np.dot(gy4[n, g], cols3[g].T, partial[ch, g])
+                else:
+                    np.dot(gy4[n, g], cols3[g].T, tmp)
+                    for o in range(og):
+                        for k in range(kg):
+                            partial[ch, g, o, k] += tmp[o, k]
+            if need_bias:
+                for g in range(groups):
+                    for o in range(og):
+                        s = 0.0
+                        for l in range(L):
+                            s += gy4[n, g, o, l]
+                        partial_b[ch, g * og + o] += s
+    gw = partial[0].copy()
+    for ch in range(1, nchunks):
+        gw += partial[ch]
+    nb = O if need_bias else 0
+    gb64 = np.zeros(nb, dtype=np.float64)
+    for ch in range(nchunks if need_bias else 0):
+        for o in range(O):
+            gb64[o] += partial_b[ch, o]
+    return gw, gb64.astype(x.dtype)

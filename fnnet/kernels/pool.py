@@ -1,0 +1,143 @@
+"""2-D pooling kernels (NCHW): max, average and global average, forward and backward.
+
+Shapes: ``x (N, C, H, W)``, ``y``/``g (N, C, oh, ow)``; geometry: kernel (kh, kw), stride (sh, sw), padding
+(ph, pw) on both sides, output size (oh, ow) computed by the caller (floor mode).  Every kernel runs
+``prange`` over the N*C planes; within a plane everything is serial, so the backward's accumulation into
+overlapping windows happens in a fixed order (deterministic).  Sums accumulate in float64, then are cast.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+__all__ = [
+    "max_pool2d_fwd", "max_pool2d_bwd", "avg_pool2d_fwd", "avg_pool2d_bwd",
+    "global_avg_pool2d_fwd", "global_avg_pool2d_bwd",
+]
+
+
+@kernel
+def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Window maxima ``(N, C, oh, ow)`` and the flat in-plane index ``h*W + w`` (int32) of each.
+
+    Padding counts as -inf.  Windows are scanned row by row; a value replaces the running maximum only if
+    it is strictly larger (so the FIRST maximum wins ties) or NaN (NaN propagates, as in PyTorch).
+    """
+    N, C, H, W = x.shape
+    y = np.empty((N, C, oh, ow), dtype=x.dtype)
+    idx = np.empty((N, C, oh, ow), dtype=np.int32)
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        for a in range(oh):
+            h0 = a * sh - ph
+            h_lo = max(h0, 0)
+            h_hi = min(h0 + kh, H)
+            for b in range(ow):
+                w0 = b * sw - pw
+                w_lo = max(w0, 0)
+                w_hi = min(w0 + kw, W)
+                best = x[n, c, h_lo, w_lo]
+                best_i = h_lo * W + w_lo
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        v = x[n, c, h, w]
+                        if v > best or v != v:
+                            best = v
+                            best_i = h * W + w
+                y[n, c, a, b] = best
+                idx[n, c, a, b] = best_i
+    return y, idx
+
+
+@kernel
+def max_pool2d_bwd(g, idx, H, W):
+    """Route each output cotangent to its argmax: ``(N, C, H, W)``."""
+    N, C, oh, ow = g.shape
+    gx = np.zeros((N, C, H * W), dtype=g.dtype)
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        for a in range(oh):
+            for b in range(ow):
+                gx[n, c, idx[n, c, a, b]] += g[n, c, a, b]
+    return gx.reshape(N, C, H, W)
+
+
+@kernel
+def avg_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
+    """Window means ``(N, C, oh, ow)``; the divisor is kh*kw (``count_include_pad``) or the number of real
+    pixels in the window."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, oh, ow), dtype=x.dtype)
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        for a in range(oh):
+            h0 = a * sh - ph
+            h_lo = max(h0, 0)
+            h_hi = min(h0 + kh, H)
+            for b in range(ow):
+                w0 = b * sw - pw
+                w_lo = max(w0, 0)
+                w_hi = min(w0 + kw, W)
+                s = 0.0
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        s += x[n, c, h, w]
+                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                y[n, c, a, b] = s / count
+    return y
+
+
+@kernel
+def avg_pool2d_bwd(g, H, W, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """Spread each output cotangent evenly over its window's real pixels: ``(N, C, H, W)``."""
+    N, C, oh, ow = g.shape
+    gx = np.zeros((N, C, H, W), dtype=g.dtype)
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        for a in range(oh):
+            h0 = a * sh - ph
+            h_lo = max(h0, 0)
+            h_hi = min(h0 + kh, H)
+            for b in range(ow):
+                w0 = b * sw - pw
+                w_lo = max(w0, 0)
+                w_hi = min(w0 + kw, W)
+                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                share = g[n, c, a, b] / count
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        gx[n, c, h, w] += share
+    return gx
+
+
+@kernel(reduction=True)
+def global_avg_pool2d_fwd(x):
+    """Plane means ``(N, C)`` of ``x (N, C, H, W)`` (float64 sums, serial per plane)."""
+    N, C, H, W = x.shape
+    x3 = x.reshape(N * C, H * W)
+    y = np.empty(N * C, dtype=x.dtype)
+    L = H * W
+    for p in prange(N * C):
+        s = 0.0
+        for l in range(L):
+            s += x3[p, l]
+        y[p] = s / L
+    return y.reshape(N, C)
+
+
+@kernel
+def global_avg_pool2d_bwd(g, H, W):
+    """``g (N, C)`` spread evenly over each plane: ``(N, C, H, W)``."""
+    N, C = g.shape
+    L = H * W
+    gx = np.empty((N * C, L), dtype=g.dtype)
+    for p in prange(N * C):
+        share = g[p // C, p % C] / L
+        for l in range(L):
+            gx[p, l] = share
+    return gx.reshape(N, C, H, W)

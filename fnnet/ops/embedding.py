@@ -1,0 +1,70 @@
+"""``embedding``: look rows of a table up by integer index (differentiable with respect to the table)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels as K
+from ..autodiff import Tracer, primitive
+from ._validate import check_float, check_ndim, contiguous, value
+
+__all__ = ["embedding"]
+
+_INDEX_DTYPES = (np.int32, np.int64)
+
+
+def _embedding_fwd(indices, table):
+    flat = contiguous(indices).reshape(-1)
+    out = K.embedding_fwd(flat, contiguous(table))
+    return out.reshape(*indices.shape, table.shape[1]), (flat, table.shape[0])
+
+
+def _embedding_bwd(res, g):
+    flat, num = res
+    g2 = contiguous(g).reshape(flat.shape[0], g.shape[-1])
+    return None, K.embedding_bwd(flat, g2, num)
+
+
+_embedding = primitive("embedding", _embedding_fwd, _embedding_bwd, argnames=("indices", "table"))
+
+
+def embedding(indices, table):
+    """Gather rows: ``out[..., :] = table[indices[...], :]``, like ``torch.nn.functional.embedding``.
+
+    The gradient with respect to ``table`` adds the output cotangents of every occurrence of an index into
+    that row (repeated indices accumulate, deterministically, in index order).  ``indices`` is not
+    differentiable.
+
+    Args:
+        indices: int32 or int64 array of any shape ``S``, values in ``[0, num)`` (negative values are not
+            wrapped around).
+        table: ``(num, features)``, float32 or float64.
+
+    Returns:
+        ``S + (features,)``, the dtype of ``table``.
+
+    Raises:
+        TypeError: ``indices`` not an int32/int64 array (floats included), ``table`` not float.
+        ValueError: ``table`` not 2-D.
+        IndexError: an index outside ``[0, num)``; names the value, its position and the table size.
+    """
+    op = "embedding"
+    if type(indices) is Tracer or not isinstance(indices, np.ndarray) or indices.dtype.type not in _INDEX_DTYPES:
+        got = f"dtype {value(indices).dtype}" if isinstance(value(indices), np.ndarray) else type(indices).__name__
+        raise TypeError(
+            f"{op}: indices must be an int32 or int64 array, got {got}; convert with indices.astype(np.int64) "
+            "(after checking float indices hold whole numbers)"
+        )
+    check_float(op, "table", table)
+    check_ndim(op, "table", table, 2, "(num_embeddings, features)")
+    num = value(table).shape[0]
+    if indices.size:
+        lo, hi = indices.min(), indices.max()
+        if lo < 0 or hi >= num:
+            bad = (indices < 0) | (indices >= num)
+            pos = tuple(int(p) for p in np.argwhere(bad)[0])
+            raise IndexError(
+                f"{op}: indices[{', '.join(map(str, pos))}] = {int(indices[pos])} is out of range for a table of {num} rows "
+                f"(valid indices are 0..{num - 1}; negative indices are not wrapped)"
+            )
+    return _embedding(indices, table)
