@@ -106,7 +106,7 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     The backward is ``(softmax(logits) - onehot(labels)) * g`` (divided by the batch size for "mean").
 
     Args:
-        logits: ``(batch, classes)`` float32/float64.
+        logits: ``(batch, classes)`` float16/float32/float64.
         labels: ``(batch,)`` int32/int64 class indices in ``[0, classes)``.
         reduction: "mean" (over the batch), "sum" or "none".
 
@@ -155,7 +155,7 @@ def softmax_cross_entropy_with_probs(logits, targets, reduction="mean"):
     with probability targets).  Targets are not required to sum to 1; both arguments are differentiable.
 
     Args:
-        logits: ``(batch, classes)`` float32/float64.
+        logits: ``(batch, classes)`` float16/float32/float64.
         targets: ``(batch, classes)``, the same dtype.
         reduction: "mean" (over the batch), "sum" or "none".
 

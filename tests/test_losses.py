@@ -34,7 +34,7 @@ def test_unknown_reduction_is_a_value_error(name, reduction):
 @pytest.mark.parametrize("name", ALL_LOSSES)
 @pytest.mark.parametrize("bad, match", [
     (np.arange(12).reshape(4, 3), "float32 or float64 array, got dtype int64"),
-    (LOGITS.astype(np.float16), "float16 is a storage type"),
+    (np.ones((4, 3), np.int32), "got dtype int32"),
 ])
 def test_losses_reject_non_float_inputs(name, bad, match):
     with pytest.raises(TypeError, match=rf"{name}: .*{match}"):
@@ -124,3 +124,16 @@ def test_accuracy():
         losses.accuracy(logits, np.array([1, 0]))
     with pytest.raises(ValueError, match=r"accuracy: logits expected 2 dimensions"):
         losses.accuracy(logits[0], np.array([1]))
+
+
+def test_float16_logits_are_storage_computed_in_float32():
+    x16 = LOGITS.astype(np.float16)
+    for fn in (lambda x: losses.softmax_cross_entropy(x, LABELS),
+               lambda x: losses.softmax_cross_entropy_with_probs(x, TARGETS.astype(x.dtype)),
+               lambda x: losses.mse(x, TARGETS.astype(x.dtype)),
+               lambda x: losses.binary_cross_entropy_with_logits(x, TARGETS.astype(x.dtype))):
+        v16, g16 = fnnet.value_and_grad(fn)(x16)
+        v32, g32 = fnnet.value_and_grad(fn)(x16.astype(np.float32))
+        assert v16.dtype == np.float16 and g16.dtype == np.float16
+        np.testing.assert_allclose(float(v16), float(v32), rtol=2e-3)
+        np.testing.assert_allclose(g16.astype(np.float32), g32, rtol=5e-3, atol=5e-4)

@@ -199,7 +199,7 @@ def getitem(x, index):
     """``x[index]`` with numpy's semantics, differentiable.
 
     Args:
-        x: float32/float64 array of any shape.
+        x: float16/float32/float64 array of any shape.
         index: an int, slice (any step, negative included), ``None``, ``...``, an integer array or list
             (advanced indexing, repeats allowed), a boolean mask, or a tuple of those.
 
@@ -209,7 +209,7 @@ def getitem(x, index):
         element selected twice receives both cotangents) into zeros of ``x``'s shape.
 
     Raises:
-        TypeError: ``x`` not a float32/float64 array; index entries of another type (float arrays, traced
+        TypeError: ``x`` not a float16/float32/float64 array; index entries of another type (float arrays, traced
             arrays, bare booleans).
         IndexError: an integer out of range (the message names the value, its position and the axis), a
             mask whose shape does not match, too many indices, more than one ``...``, index arrays that do
@@ -229,7 +229,7 @@ def take(x, indices, axis=0):
     """Elements of ``x`` at integer ``indices`` along ``axis`` (``np.take`` without wrapping modes).
 
     Args:
-        x: float32/float64 array ``(d_0, ..., d_{n-1})``.
+        x: float16/float32/float64 array ``(d_0, ..., d_{n-1})``.
         indices: int or integer array of any shape ``I``; negative values count from the end.
         axis: the axis to index.
 

@@ -4,6 +4,8 @@ Every reduction is computed on a contiguous ``(outer, reduced, inner)`` view of 
 reduced axes are adjacent this is a free reshape; otherwise the reduced axes are moved last with one
 transposing copy.  One kernel family (``fnnet.kernels.reduce``) then serves every ``axis`` argument, and
 its fixed chunking makes results bit-identical whatever the thread count.  Sums accumulate in float64.
+float16 inputs are storage only: the primitive machinery (``fnnet.autodiff.half``) widens them to
+float32 for the kernels and narrows the results.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
     """Sum of ``x`` over ``axis``.
 
     Args:
-        x: float32/float64 array of any shape ``(d_0, ..., d_{n-1})``.
+        x: float16/float32/float64 array of any shape ``(d_0, ..., d_{n-1})``.
         axis: None (every axis), an int, or a tuple of distinct ints; negative values count from the end.
         keepdims: keep the reduced axes with size 1.
 
@@ -146,7 +148,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
         number of threads.
 
     Raises:
-        TypeError: ``x`` is not a float32/float64 array, or ``axis``/``keepdims`` has the wrong type.
+        TypeError: ``x`` is not a float16/float32/float64 array, or ``axis``/``keepdims`` has the wrong type.
         ValueError: an axis is out of range or repeated.
     """
     axes, keepdims = _prepare("sum", x, axis, keepdims)

@@ -85,7 +85,7 @@ def softmax(x, axis=-1):
     """``exp(x) / sum(exp(x), axis)``, computed stably (the maximum is subtracted first).
 
     Args:
-        x: float32/float64 array, at least 1-D, ``(..., n, ...)``.
+        x: float16/float32/float64 array, at least 1-D, ``(..., n, ...)``.
         axis: the normalised axis (int, negative counts from the end).  A non-last axis costs two
             transposing copies.
 
@@ -107,7 +107,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     """``log(sum(exp(x), axis))``, computed stably.
 
     Args:
-        x: float32/float64 array, at least 1-D.
+        x: float16/float32/float64 array, at least 1-D.
         axis: the reduced axis (an int).
         keepdims: keep it with size 1.
 
