@@ -9,8 +9,11 @@ from .arithmetic import add, divide, maximum, minimum, multiply, power, subtract
 from .elementwise import (
     abs, clip, elu, exp, gelu, leaky_relu, log, negative, relu, sigmoid, softplus, sqrt, tanh,
 )
+from .indexing import concatenate, getitem, stack, take
 from .linalg import linear, matmul
+from .reduce import max, mean, sum  # noqa: A004  (numpy's names)
 from .shape import reshape, transpose
+from .softmax import log_softmax, logsumexp, softmax
 from .conv import conv2d, conv2d_output_shape, conv_output_size
 from .dropout import dropout
 from .embedding import embedding
@@ -26,3 +29,4 @@ __all__ = [
 ]
 __all__ += ["avg_pool2d", "batch_norm", "conv2d", "conv2d_output_shape", "conv_output_size", "dropout",
             "embedding", "global_avg_pool2d", "layer_norm", "max_pool2d", "pool2d_output_shape"]
+__all__ += ["concatenate", "getitem", "log_softmax", "logsumexp", "max", "mean", "softmax", "stack", "sum", "take"]
