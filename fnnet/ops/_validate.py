@@ -70,6 +70,10 @@ def check_ndim(op: str, arg: str, x, ndims, meaning: str = "") -> None:
 def as_operand(op: str, arg: str, x, like=None):
     """A binary op's operand: arrays/tracers are checked; Python and numpy scalars take the other
     operand's dtype (weak typing), so ``x * 2.0`` keeps ``x``'s float32."""
+    if type(x) is np.ndarray and x.dtype == np.bool_:  # masks such as x * (x > 0): exact in any float dtype
+        other = value(like)
+        dtype = other.dtype if type(other) is np.ndarray and other.dtype.type in FLOAT_DTYPES else np.float64
+        return x.astype(dtype)
     if type(x) is Tracer or type(x) is np.ndarray:
         check_float(op, arg, x)
         return x
