@@ -51,7 +51,7 @@ def test_conv2d_value_errors(kwargs, match):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(x=X.astype(np.float32), weight=W), r"x is float32 but weight is float64"),
-    (dict(x=X.astype(np.int64), weight=W), r"x must be a float32 or float64 array"),
+    (dict(x=X.astype(np.int64), weight=W), r"x must be a float.*float64 array, got dtype int64"),
     (dict(x=X, weight=W, stride=1.5), r"stride expected an int or a pair"),
     (dict(x=X, weight=W, groups=1.0), r"groups expected an int"),
 ])
