@@ -4,6 +4,8 @@ from ._jit import CACHE_ENABLED, THREADING_LAYER, kernel  # noqa: F401  (configu
 from .arithmetic import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
+from .half import float32_to_half, half_to_float32  # noqa: F401
+from .stats import histogram, summary_stats  # noqa: F401
 from .indexing import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
@@ -12,3 +14,4 @@ from .dropout import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403

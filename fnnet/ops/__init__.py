@@ -13,6 +13,7 @@ from .indexing import concatenate, getitem, stack, take
 from .linalg import linear, matmul
 from .reduce import max, mean, sum  # noqa: A004  (numpy's names)
 from .shape import reshape, transpose
+from .stats import gradient_probe, summarize
 from .softmax import log_softmax, logsumexp, softmax
 from .conv import conv2d, conv2d_output_shape, conv_output_size
 from .dropout import dropout
@@ -30,3 +31,4 @@ __all__ = [
 __all__ += ["concatenate", "getitem", "log_softmax", "logsumexp", "max", "mean", "softmax", "stack", "sum", "take"]
 __all__ += ["avg_pool2d", "batch_norm", "conv2d", "conv2d_output_shape", "conv_output_size", "dropout",
             "embedding", "global_avg_pool2d", "layer_norm", "max_pool2d", "pool2d_output_shape"]
+__all__ += ["gradient_probe", "summarize"]
