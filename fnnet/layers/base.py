@@ -36,7 +36,7 @@ class Layer:
     """Base of every layer: defaults for stateless, parameter-free layers."""
 
     def init(self, key, in_shape, dtype=np.float32) -> dict:
-        as_shape(in_shape)
+        self.out_shape(in_shape)  # validates the input shape(s)
         return {}
 
     def init_state(self, in_shape, dtype=np.float32) -> dict:

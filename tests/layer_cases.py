@@ -1,0 +1,116 @@
+"""The layer table: every registered layer with configurations, its PyTorch twin and how to copy weights.
+
+``tests/test_layers.py`` runs forward, input-gradient and parameter-gradient comparisons against PyTorch
+(float64) for every row with a torch twin, ``out_shape`` checks for every row, and fails when a registered
+layer has no row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import fnnet.layers as L
+
+
+@dataclass
+class LayerCase:
+    id: str
+    layer: object
+    in_shape: tuple
+    torch: Callable | None = None       # () -> torch.nn.Module (float64)
+    train: bool = False
+    int_input: int = 0                  # > 0: integer indices in [0, int_input)
+    stateful: bool = False
+
+
+def _nn():
+    import torch
+    return torch.nn
+
+
+def _seq(*mods):
+    return _nn().Sequential(*mods)
+
+
+CASES = [
+    LayerCase("Linear", L.Linear(5), (4, 3), lambda: _nn().Linear(3, 5)),
+    LayerCase("Linear-nobias-3d", L.Linear(2, use_bias=False), (2, 3, 4), lambda: _nn().Linear(4, 2, bias=False)),
+    LayerCase("Linear-batch1", L.Linear(1), (1, 3), lambda: _nn().Linear(3, 1)),
+    LayerCase("Conv2D", L.Conv2D(4, 3), (2, 3, 7, 6), lambda: _nn().Conv2d(3, 4, 3)),
+    LayerCase("Conv2D-s2p1", L.Conv2D(4, 3, stride=2, padding=1), (2, 3, 7, 7), lambda: _nn().Conv2d(3, 4, 3, 2, 1)),
+    LayerCase("Conv2D-same-dil2", L.Conv2D(2, (3, 2), padding="same", dilation=2), (1, 2, 6, 7),
+              lambda: _nn().Conv2d(2, 2, (3, 2), padding="same", dilation=2)),
+    LayerCase("Conv2D-groups2", L.Conv2D(4, 3, padding=1, groups=2), (2, 4, 5, 5),
+              lambda: _nn().Conv2d(4, 4, 3, padding=1, groups=2)),
+    LayerCase("Conv2D-depthwise-nobias", L.Conv2D(3, 3, groups=3, use_bias=False), (2, 3, 5, 4),
+              lambda: _nn().Conv2d(3, 3, 3, groups=3, bias=False)),
+    LayerCase("Conv2D-1x1-batch1", L.Conv2D(3, 1), (1, 2, 3, 3), lambda: _nn().Conv2d(2, 3, 1)),
+    LayerCase("MaxPool2D", L.MaxPool2D(2), (2, 3, 6, 5), lambda: _nn().MaxPool2d(2)),
+    LayerCase("MaxPool2D-k3s2p1", L.MaxPool2D(3, 2, 1), (2, 2, 7, 7), lambda: _nn().MaxPool2d(3, 2, 1)),
+    LayerCase("AvgPool2D", L.AvgPool2D(2), (2, 3, 6, 5), lambda: _nn().AvgPool2d(2)),
+    LayerCase("AvgPool2D-pad", L.AvgPool2D(3, 2, 1), (2, 2, 7, 7), lambda: _nn().AvgPool2d(3, 2, 1)),
+    LayerCase("AvgPool2D-pad-exclude", L.AvgPool2D(3, 2, 1, count_include_pad=False), (1, 2, 6, 6),
+              lambda: _nn().AvgPool2d(3, 2, 1, count_include_pad=False)),
+    LayerCase("GlobalAvgPool2D", L.GlobalAvgPool2D(), (2, 3, 4, 5),
+              lambda: _seq(_nn().AdaptiveAvgPool2d(1), _nn().Flatten())),
+    LayerCase("ReLU", L.ReLU(), (3, 4), lambda: _nn().ReLU()),
+    LayerCase("LeakyReLU", L.LeakyReLU(0.1), (3, 4), lambda: _nn().LeakyReLU(0.1)),
+    LayerCase("ELU", L.ELU(0.5), (3, 4), lambda: _nn().ELU(0.5)),
+    LayerCase("GELU", L.GELU(), (3, 4), lambda: _nn().GELU()),
+    LayerCase("Sigmoid", L.Sigmoid(), (3, 4), lambda: _nn().Sigmoid()),
+    LayerCase("Tanh", L.Tanh(), (3, 4), lambda: _nn().Tanh()),
+    LayerCase("Softplus", L.Softplus(), (3, 4), lambda: _nn().Softplus()),
+    LayerCase("Softmax", L.Softmax(), (3, 4), lambda: _nn().Softmax(-1)),
+    LayerCase("Softmax-axis1", L.Softmax(axis=1), (2, 3, 4), lambda: _nn().Softmax(1)),
+    LayerCase("LogSoftmax", L.LogSoftmax(), (3, 4), lambda: _nn().LogSoftmax(-1)),
+    LayerCase("Dropout-eval", L.Dropout(0.5), (3, 4), lambda: _nn().Dropout(0.5).eval()),
+    LayerCase("BatchNorm-2d-train", L.BatchNorm(), (6, 3), lambda: _nn().BatchNorm1d(3), train=True, stateful=True),
+    LayerCase("BatchNorm-4d-train", L.BatchNorm(momentum=0.2), (3, 2, 4, 3), lambda: _nn().BatchNorm2d(2, momentum=0.2),
+              train=True, stateful=True),
+    LayerCase("BatchNorm-4d-eval", L.BatchNorm(), (3, 2, 4, 3), lambda: _nn().BatchNorm2d(2).eval(), stateful=True),
+    LayerCase("BatchNorm-noaffine", L.BatchNorm(affine=False), (5, 3), lambda: _nn().BatchNorm1d(3, affine=False),
+              train=True, stateful=True),
+    LayerCase("LayerNorm", L.LayerNorm(), (3, 5), lambda: _nn().LayerNorm(5)),
+    LayerCase("LayerNorm-3d", L.LayerNorm(eps=1e-3), (2, 3, 4), lambda: _nn().LayerNorm(4, eps=1e-3)),
+    LayerCase("Embedding", L.Embedding(7, 3), (4, 5), lambda: _nn().Embedding(7, 3), int_input=7),
+    LayerCase("Flatten", L.Flatten(), (2, 3, 4, 2), lambda: _nn().Flatten()),
+    LayerCase("Reshape", L.Reshape((4, -1)), (2, 3, 4), lambda: _seq(_nn().Flatten(), _nn().Unflatten(1, (4, 3)))),
+    LayerCase("Identity", L.Identity(), (2, 3), lambda: _nn().Identity()),
+    LayerCase("Sequential", L.Sequential([L.Linear(4), L.Tanh(), L.Linear(2)]), (3, 5),
+              lambda: _seq(_nn().Linear(5, 4), _nn().Tanh(), _nn().Linear(4, 2))),
+    LayerCase("Sequential-cnn", L.Sequential([L.Conv2D(4, 3, padding=1), L.BatchNorm(), L.ReLU(), L.MaxPool2D(2),
+                                              L.Flatten(), L.Linear(3)]), (2, 2, 6, 6),
+              lambda: _seq(_nn().Conv2d(2, 4, 3, padding=1), _nn().BatchNorm2d(4), _nn().ReLU(), _nn().MaxPool2d(2),
+                           _nn().Flatten(), _nn().Linear(36, 3)), train=True, stateful=True),
+    LayerCase("Residual", L.Residual(L.Sequential([L.Linear(4), L.Tanh()])), (3, 4)),
+    LayerCase("Parallel+FanOut+FanInSum", L.Sequential([L.FanOut(2), L.Parallel([L.Linear(3), L.Linear(3)]),
+                                                        L.FanInSum()]), (2, 4)),
+    LayerCase("FanInConcat", L.Sequential([L.FanOut(2), L.Parallel([L.Conv2D(2, 1), L.Conv2D(3, 3, padding=1)]),
+                                           L.FanInConcat(axis=1)]), (2, 2, 4, 4)),
+]
+
+
+def covered_layer_names():
+    names = set()
+
+    def visit(layer):
+        names.add(type(layer).__name__)
+        for child in getattr(layer, "layers", ()):
+            visit(child)
+        if hasattr(layer, "block"):
+            visit(layer.block)
+
+    for case in CASES:
+        visit(case.layer)
+    return names
+
+
+def example_input(case, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    if case.int_input:
+        return rng.integers(0, case.int_input, size=case.in_shape)
+    x = rng.standard_normal(case.in_shape).astype(dtype)
+    return x
