@@ -33,7 +33,8 @@ def _torch_args(case):
 
 def test_every_registered_primitive_has_a_table_entry():
     covered = {name for case in ALL_CASES for name in case.covers}
-    missing = sorted(set(registered_primitives()) - covered - set(TESTED_ELSEWHERE))
+    library = {name for name in registered_primitives() if not name.startswith("test_")}  # tests define their own
+    missing = sorted(library - covered - set(TESTED_ELSEWHERE))
     assert not missing, f"primitives without a row in tests/cases: {missing}"
 
 
