@@ -1,19 +1,26 @@
 """fnnet: functional neural-network layers with Numba-compiled kernels.
 
     import fnnet
-    key = fnnet.random.key(0)
-    params = model.init(key, (None, 784))
+    from fnnet.layers import Sequential, Linear, ReLU
+
+    model = Sequential([Linear(128), ReLU(), Linear(10)])
+    params = model.init(fnnet.random.key(0), (None, 784))
     grads = fnnet.grad(loss)(params, x, y)
+
+Packages: ``tree``, ``random``, ``init`` (foundations); ``kernels`` (Numba); ``autodiff`` (tracing);
+``ops``, ``losses``; ``layers``; ``optim``; ``io``, ``datasets``, ``train``; ``testing``; ``bench``.
 """
 
 from . import init, random, tree  # noqa: F401  (numpy-only foundations)
 from . import kernels  # noqa: F401  (sets up the threading layer before anything runs)
 from . import autodiff, ops  # noqa: F401
 from .autodiff import (  # noqa: F401
-    checkpoint, grad, primitive, stop_gradient, value_and_grad, vjp,
+    checkpoint, grad, last_tape_stats, primitive, stop_gradient, value_and_grad, vjp,
 )
-from . import testing  # noqa: F401
 from . import losses  # noqa: F401
+from . import layers  # noqa: F401
 from . import optim, io, datasets  # noqa: F401
+from . import testing, train  # noqa: F401
+from .summary import eval_shape, summary  # noqa: F401
 
 __version__ = "0.1.0"
