@@ -15,6 +15,7 @@ every update returns new arrays.
 
 from __future__ import annotations
 
+import concurrent.futures
 import numbers
 from typing import Any, Callable, NamedTuple
 
@@ -237,7 +238,7 @@ class _Accumulator:
         return tree.unflatten(self.treedef, [t / cast(self.weight_sum, t.dtype) for t in self.total])
 
 
-def accumulate_gradients(grad_fn, params, batches, weights=None):
+def accumulate_gradients(grad_fn, params, batches, weights=None, *, threads=1):
     """Gradient of a mean loss over a large batch, computed one micro-batch at a time.
 
     Calls ``grad_fn(params, batch)`` for each micro-batch in order and combines the results with
@@ -250,6 +251,10 @@ def accumulate_gradients(grad_fn, params, batches, weights=None):
         params: the params tree passed unchanged to every call.
         batches: an iterable of micro-batches (anything ``grad_fn`` accepts, e.g. ``(x, y)`` tuples).
         weights: optional per-micro-batch weights (see :func:`accumulate`).
+        threads: compute up to this many micro-batch gradients at once in Python threads.  fnnet's kernels
+            release the GIL and each ``grad`` call has its own tape, so the threads run in parallel.  The
+            results are still combined in micro-batch index order, so the sum is bit-identical to the
+            serial one whatever order the threads finish in.
 
     Returns:
         The combined gradient tree.
@@ -263,13 +268,22 @@ def accumulate_gradients(grad_fn, params, batches, weights=None):
                                                  [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)])
     """
     where = "fnnet.optim.accumulate_gradients"
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"{where}: threads must be an int >= 1, got {threads!r}")
     acc = _Accumulator(where)
     weights = None if weights is None else list(weights)
-    for i, batch in enumerate(batches):
+    if threads > 1:
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            grads_in_order = pool.map(lambda b: grad_fn(params, b), list(batches))  # yields in index order
+            return _combine(where, acc, grads_in_order, weights)
+    return _combine(where, acc, (grad_fn(params, b) for b in batches), weights)
+
+
+def _combine(where, acc, grads_in_order, weights):
+    for i, grads in enumerate(grads_in_order):
         if weights is not None and i >= len(weights):
             raise ValueError(f"{where}: more micro-batches than the {len(weights)} weights given")
-        acc.add(grad_fn(params, batch),
-                None if weights is None else check_hyper(where, f"weights[{i}]", weights[i]))
+        acc.add(grads, None if weights is None else check_hyper(where, f"weights[{i}]", weights[i]))
     if acc.count == 0:
         raise ValueError(f"{where}: batches is empty; pass at least one micro-batch")
     if weights is not None and len(weights) != acc.count:
