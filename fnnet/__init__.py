@@ -15,7 +15,7 @@ from . import init, random, tree  # noqa: F401  (numpy-only foundations)
 from . import kernels  # noqa: F401  (sets up the threading layer before anything runs)
 from . import autodiff, ops  # noqa: F401
 from .autodiff import (  # noqa: F401
-    checkpoint, grad, last_tape_stats, primitive, stop_gradient, value_and_grad, vjp,
+    check_finite, checkpoint, grad, last_tape_stats, primitive, stop_gradient, value_and_grad, vjp,
 )
 from . import losses  # noqa: F401
 from . import layers  # noqa: F401

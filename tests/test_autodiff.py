@@ -251,3 +251,28 @@ def test_tracer_repr_and_shape_attributes():
         return ops.sum(ops.reshape(x, (-1,)) * 1.0)
 
     fnnet.grad(f)(np.ones((2, 3)))
+
+
+def test_check_finite_debug_mode_names_op_and_argument():
+    x = np.array([1.0, np.nan, 3.0])
+    assert np.isnan(ops.exp(x)[1])  # off by default: NaN propagates as in numpy
+    with fnnet.check_finite():
+        with pytest.raises(ValueError, match=r"exp: argument 0 \('x'\) contains 1 NaN and 0 inf value\(s\), the first at index \(1,\)"):
+            ops.exp(x)
+        with pytest.raises(ValueError, match=r"log: its output contains 0 NaN and 1 inf"):
+            fnnet.grad(lambda v: ops.sum(ops.log(v)))(np.array([1.0, 0.0]))
+        ops.exp(np.array([1.0, 2.0]))
+
+
+def test_import_works_without_a_writable_cache_location(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = ("import numpy as np, fnnet, fnnet.kernels as K; assert not K.CACHE_ENABLED; "
+            "print(fnnet.ops.sum(fnnet.ops.exp(np.zeros(3))))")
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(blocker / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3.0"

@@ -23,17 +23,52 @@ shape of the output: the tape sums it back to the input's shape.
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 
 from . import half
 from .tape import Tracer
 
-__all__ = ["Primitive", "primitive", "registered_primitives", "get_primitive", "NON_DIFFERENTIABLE"]
+__all__ = ["Primitive", "primitive", "registered_primitives", "get_primitive", "NON_DIFFERENTIABLE",
+           "check_finite"]
 
 _REGISTRY: dict[str, "Primitive"] = {}
 
 #: Operations that return integer or boolean results and therefore have no VJP by design.
 NON_DIFFERENTIABLE = ("argmax", "argmin", "one_hot", "comparisons (==, <, ...)", "random draws")
+
+
+_debug = {"check_finite": os.environ.get("FNNET_CHECK_FINITE", "") not in ("", "0")}
+
+
+@contextlib.contextmanager
+def check_finite(enabled: bool = True):
+    """Debug mode: inside the block every primitive checks its float inputs and outputs for NaN/inf and
+    raises a ValueError naming the op and the argument at the first one.  Also turned on for a whole
+    process by the environment variable ``FNNET_CHECK_FINITE=1``.  Off by default (it costs a pass over
+    every array)."""
+    previous = _debug["check_finite"]
+    _debug["check_finite"] = enabled
+    try:
+        yield
+    finally:
+        _debug["check_finite"] = previous
+
+
+def _assert_finite(prim, what, arrays):
+    for i, a in enumerate(arrays):
+        a = a.value if type(a) is Tracer else a
+        if type(a) is np.ndarray and a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = ~np.isfinite(a)
+            first = tuple(int(j) for j in np.argwhere(bad)[0])
+            label = f"argument {i} ({prim.argname(i)!r})" if what == "input" else "its output"
+            raise ValueError(
+                f"{prim.name}: {label} contains {int(np.isnan(a).sum())} NaN and {int(np.isinf(a).sum())} inf "
+                f"value(s), the first at index {first} (fnnet.check_finite is on); look at what produced it, "
+                "e.g. a log of 0, an overflow in exp, or a learning rate that is too large"
+            )
 
 
 class Primitive:
@@ -75,6 +110,14 @@ class Primitive:
         return self.bwd(residuals, g, **params)
 
     def __call__(self, *args, **params):
+        if _debug["check_finite"]:
+            _assert_finite(self, "input", args)
+            out = self._call(*args, **params)
+            _assert_finite(self, "output", out[:1] if self.num_aux else (out,))
+            return out
+        return self._call(*args, **params)
+
+    def _call(self, *args, **params):
         tape = None
         is_half = False
         for a in args:
