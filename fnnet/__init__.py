@@ -22,5 +22,6 @@ from . import layers  # noqa: F401
 from . import optim, io, datasets  # noqa: F401
 from . import testing, train  # noqa: F401
 from .summary import eval_shape, summary  # noqa: F401
+from .precompile import precompile  # noqa: F401
 
 __version__ = "0.1.0"

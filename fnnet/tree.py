@@ -58,15 +58,25 @@ class TreeDef:
 
     def __init__(self, kind, node_type=None, keys=(), children=()):
         self.kind, self.node_type, self.keys, self.children = kind, node_type, tuple(keys), tuple(children)
-        self.num_leaves = 1 if kind == _LEAF else builtins.sum(c.num_leaves for c in self.children)
-        self._hash = hash((kind, node_type, self.keys, self.children))
+        if kind == _LEAF:
+            self.num_leaves = 1
+        else:
+            n = 0
+            for c in self.children:
+                n += c.num_leaves
+            self.num_leaves = n
+        self._hash = None  # computed on first use: flatten is on every step's hot path
 
     def __eq__(self, other):
-        return (isinstance(other, TreeDef) and self._hash == other._hash and self.kind == other.kind
+        if self is other:
+            return True
+        return (isinstance(other, TreeDef) and hash(self) == hash(other) and self.kind == other.kind
                 and self.node_type is other.node_type and self.keys == other.keys
                 and self.children == other.children)
 
     def __hash__(self):
+        if self._hash is None:
+            self._hash = hash((self.kind, self.node_type, self.keys, self.children))
         return self._hash
 
     def __repr__(self):
@@ -125,7 +135,20 @@ def _build(treedef, children):
 
 
 def _flatten(node, out, is_leaf):
-    if is_leaf is not None and node is not None and is_leaf(node):
+    t = type(node)
+    if is_leaf is None:  # fast paths for the common node types
+        if t is dict:
+            try:
+                keys = sorted(node)
+            except TypeError:
+                keys = _sorted_keys(node)
+            return TreeDef(_DICT, dict, keys, [_flatten(node[k], out, None) for k in keys])
+        if t is np.ndarray:
+            out.append(node)
+            return _LEAF_DEF
+        if t is list or t is tuple:
+            return TreeDef(_SEQ, t, (), [_flatten(c, out, None) for c in node])
+    elif node is not None and is_leaf(node):
         out.append(node)
         return _LEAF_DEF
     split = _children(node)

@@ -25,7 +25,7 @@ from .. import init as initializers
 
 __all__ = [
     "Layer", "register", "get", "registered_layers", "to_config", "from_config",
-    "positive_int", "non_negative_int", "as_shape", "check_params", "child_errors",
+    "positive_int", "non_negative_int", "as_shape", "check_params", "child_errors", "with_path", "USER_ERRORS",
 ]
 
 _LAYERS: dict[str, type] = {}
@@ -169,6 +169,8 @@ def as_shape(in_shape, where="layer"):
 def check_params(where: str, params, required=(), optional=()):
     """Raise a clear error unless ``params`` is a dict with exactly the ``required`` keys (plus any of
     ``optional``)."""
+    if type(params) is dict and len(params) == len(required) and all(k in params for k in required):
+        return  # the common case, checked cheaply
     if not isinstance(params, dict):
         raise TypeError(f"{where}: params must be a dict, got {type(params).__name__}; pass the tree from init()")
     missing = [k for k in required if k not in params]
@@ -185,24 +187,33 @@ def check_params(where: str, params, required=(), optional=()):
         )
 
 
+def with_path(e, name, layer):
+    """A copy of exception ``e`` (from child ``name``) whose message starts with the child's path, so
+    errors from deep inside a model read ``layers/3 (Linear): ...``."""
+    inner_path = getattr(e, "fnnet_path", None)
+    path = str(name) if inner_path is None else f"{name}/{inner_path}"
+    kind = getattr(e, "fnnet_layer", type(layer).__name__)
+    message = getattr(e, "fnnet_message", None)
+    if message is None:
+        message = str(e.args[0]) if e.args else str(e)
+        if message.startswith(f"{kind}: "):
+            message = message[len(kind) + 2:]
+    try:
+        new = type(e)(f"{path} ({kind}): {message}")
+    except Exception:  # exception classes with unusual constructors
+        new = ValueError(f"{path} ({kind}): {message}")
+    new.fnnet_path, new.fnnet_layer, new.fnnet_message = path, kind, message
+    return new
+
+
+#: The exception types a container re-raises with the failing child's path.
+USER_ERRORS = (ValueError, TypeError, IndexError, KeyError)
+
+
 @contextlib.contextmanager
 def child_errors(name, layer):
-    """Re-raise a child's ValueError/TypeError/IndexError/KeyError with the child's path prepended, so
-    errors from deep inside a model read ``layers/3 (Linear): ...``."""
+    """Context manager form of :func:`with_path` for code off the hot path (init, out_shape)."""
     try:
         yield
-    except (ValueError, TypeError, IndexError, KeyError) as e:
-        inner_path = getattr(e, "fnnet_path", None)
-        path = str(name) if inner_path is None else f"{name}/{inner_path}"
-        kind = getattr(e, "fnnet_layer", type(layer).__name__)
-        message = getattr(e, "fnnet_message", None)
-        if message is None:
-            message = str(e.args[0]) if e.args else str(e)
-            if message.startswith(f"{kind}: "):
-                message = message[len(kind) + 2:]
-        try:
-            new = type(e)(f"{path} ({kind}): {message}")
-        except Exception:  # exception classes with unusual constructors
-            new = ValueError(f"{path} ({kind}): {message}")
-        new.fnnet_path, new.fnnet_layer, new.fnnet_message = path, kind, message
-        raise new from e
+    except USER_ERRORS as e:
+        raise with_path(e, name, layer) from e

@@ -14,7 +14,7 @@ import numpy as np
 from .. import ops
 from .. import random as fnrandom
 from . import recording
-from .base import Layer, as_shape, check_params, child_errors, positive_int, register
+from .base import USER_ERRORS, Layer, as_shape, check_params, child_errors, positive_int, register, with_path
 
 __all__ = ["Sequential", "Parallel", "FanOut", "FanInSum", "FanInConcat", "Residual"]
 
@@ -48,10 +48,11 @@ def _tuple_or_none(v):
 class _Container(Layer):
     layers: tuple = attrs.field(converter=tuple, validator=_check_layers)
     names: tuple | None = attrs.field(default=None, converter=_tuple_or_none, validator=_check_names)
+    child_names: tuple = attrs.field(init=False, eq=False, repr=False)  # derived once, read on every apply
 
-    @property
-    def child_names(self):
-        return self.names if self.names is not None else tuple(str(i) for i in range(len(self.layers)))
+    def __attrs_post_init__(self):
+        names = self.names if self.names is not None else tuple(str(i) for i in range(len(self.layers)))
+        object.__setattr__(self, "child_names", names)
 
     @property
     def has_state(self):
@@ -107,7 +108,7 @@ class Sequential(_Container):
         rec = recording.current()
         new_state = None if state is None else {}
         for name, layer, k in zip(self.child_names, self.layers, _child_keys(key, len(self.layers))):
-            with child_errors(name, layer):
+            try:
                 if rec is not None:
                     rec.push(name)
                 if state is None:
@@ -116,6 +117,8 @@ class Sequential(_Container):
                     x, new_state[name] = layer.apply(params[name], x, state=state.get(name, {}), key=k, train=train)
                 if rec is not None:
                     x = rec.pop(layer, x)
+            except USER_ERRORS as e:
+                raise with_path(e, name, layer) from e
         return x if state is None else (x, new_state)
 
 

@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_TYPES = (np.float32, np.float64)
 
 
 class GradientTransformation(NamedTuple):
@@ -115,8 +116,15 @@ def float_leaves(where: str, name: str, t, dtypes=None):
     Returns ``(leaves, treedef)``.  Raises TypeError naming the leaf's path.
     """
     leaves, treedef = tree.flatten(t)
+    _check_float_leaves(where, name, t, leaves, dtypes)
+    return leaves, treedef
+
+
+def _check_float_leaves(where, name, t, leaves, dtypes):
     paths = None
     for i, x in enumerate(leaves):
+        if type(x) is np.ndarray and x.dtype.type in _FLOAT_TYPES and (dtypes is None or x.dtype == dtypes[i]):
+            continue  # the common case, checked cheaply
         problem = None
         if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
             problem = f"must be a numpy array, got {type(x).__name__}"
@@ -130,17 +138,16 @@ def float_leaves(where: str, name: str, t, dtypes=None):
         if problem is not None:
             paths = paths or tree.paths(t)
             raise TypeError(f"{where}: {name} leaf at {_path_name(paths[i])} {problem}")
-    return leaves, treedef
 
 
 def matching_leaves(where: str, name: str, t, treedef, like_leaves, grads_name="grads"):
     """The leaves of ``t``, which must have structure ``treedef`` and, leaf by leaf, the shape and dtype of
     ``like_leaves``.  Raises ValueError (structure, shape) or TypeError (dtype)."""
-    t_def = tree.structure(t)
+    leaves, t_def = tree.flatten(t)
     if t_def != treedef:
         raise ValueError(f"{where}: {name} does not have the structure of {grads_name}: {grads_name} is "
                          f"{treedef!r}, {name} is {t_def!r}; re-create the optimizer state with init(params)")
-    leaves, _ = float_leaves(where, name, t, [x.dtype for x in like_leaves])
+    _check_float_leaves(where, name, t, leaves, [x.dtype for x in like_leaves])
     for i, (x, ref) in enumerate(zip(leaves, like_leaves)):
         if x.shape != ref.shape:
             path = tree.paths(t)[i]

@@ -1,0 +1,164 @@
+"""``precompile``: compile exactly the kernels a model needs, before the first training step.
+
+Numba compiles each kernel on its first call (about a second each, several for convolutions) and caches
+the machine code on disk.  ``precompile(model, in_shape)`` runs, for every leaf layer of the model, a
+forward and backward pass on a batch of two zeros in training and evaluation mode, plus the loss and the
+optimizer update when given, so every kernel a training loop will call is compiled (or loaded from the
+cache) up front.  With an empty cache the layers are shared out between worker processes, one per core,
+which compile in parallel into the on-disk cache; the calling process then loads the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from . import kernels
+from . import layers as L
+from . import ops
+from . import random as fnrandom
+from . import tree
+from .autodiff import grad
+
+__all__ = ["precompile"]
+
+
+def _leaf_layers(model, in_shape):
+    """(layer, in_shape) for every non-container layer, in order."""
+    if isinstance(model, (L.Sequential, L.Parallel)):
+        out = []
+        if isinstance(model, L.Parallel):
+            for child, shape in zip(model.layers, in_shape):
+                out += _leaf_layers(child, shape)
+            return out
+        shape = in_shape
+        for child in model.layers:
+            out += _leaf_layers(child, shape)
+            shape = child.out_shape(shape)
+        return out
+    if isinstance(model, L.Residual):
+        return _leaf_layers(model.block, in_shape) + [(L.FanInSum(), (in_shape, in_shape))]
+    return [(model, in_shape)]
+
+
+def _concrete(shape, batch=2):
+    if shape and isinstance(shape[0], (tuple, list)):
+        return tuple(_concrete(s, batch) for s in shape)
+    return tuple(batch if (i == 0 and s is None) else s for i, s in enumerate(shape))
+
+
+def _example(layer, shape, dtype):
+    if isinstance(shape[0], tuple):
+        return tuple(np.ones(s, dtype) for s in shape)
+    if isinstance(layer, L.Embedding):
+        return np.zeros(shape, np.int64)
+    return np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype=dtype).reshape(shape)
+
+
+def _exercise(layer, shape, dtype):
+    """Forward + backward in training mode, and a forward in evaluation mode, on tiny inputs."""
+    shape = _concrete(shape)
+    key = fnrandom.key(0)
+    params = layer.init(key, shape, dtype)
+    state = layer.init_state(shape, dtype) if layer.has_state else None
+    x = _example(layer, shape, dtype)
+
+    def run(p, xv, train):
+        if state is None:
+            return layer.apply(p, xv, key=key, train=train)
+        return layer.apply(p, xv, state=state, key=key, train=train)[0]
+
+    def loss(p, xv):
+        y = run(p, xv, True)
+        ys = y if isinstance(y, tuple) else (y,)
+        total = ops.sum(ys[0])
+        for extra in ys[1:]:
+            total = total + ops.sum(extra)
+        return total
+
+    differentiable_x = not isinstance(layer, L.Embedding)
+    grad(loss, argnums=(0, 1) if differentiable_x else 0)(params, x)
+    run(params, x, False)
+
+
+def _compile_layers(configs, dtype):
+    for config, shape in configs:
+        _exercise(L.from_config(config), _as_tuple(shape), np.dtype(dtype).type)
+
+
+def _as_tuple(shape):
+    if isinstance(shape, list):
+        return tuple(_as_tuple(s) for s in shape)
+    return shape
+
+
+def _portable(layer):
+    """True when a child process can rebuild ``layer`` from its config (built-in layers only)."""
+    return type(layer).__module__.startswith("fnnet.layers")
+
+
+def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer=None, workers=None):
+    """Compile (or load from the cache) every kernel a training loop over ``model`` will call.
+
+    Args:
+        model: a layer.
+        in_shape: the input shape (batch entry may be None) or an example array.
+        dtype: the float dtype of params and inputs.
+        num_classes: also compile ``fnnet.losses.softmax_cross_entropy`` for this many classes.
+        optimizer: also compile one update of this ``fnnet.optim`` transformation.
+        workers: processes compiling in parallel (default: the number of CPUs, 1 when the on-disk cache
+            is disabled, since compiled code could not be shared back).
+
+    Returns:
+        The number of leaf layers exercised.
+    """
+    multi = isinstance(in_shape, (tuple, list)) and bool(in_shape) and isinstance(in_shape[0], (tuple, list))
+    in_shape = in_shape if multi else L.base.as_shape(in_shape, "fnnet.precompile")
+    leaves = _leaf_layers(model, in_shape)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if not kernels.CACHE_ENABLED:
+        workers = 1
+    done = set()
+    portable = [i for i, (layer, _) in enumerate(leaves) if _portable(layer)]
+    if workers > 1 and len(portable) > 1:
+        shares = [portable[i::workers] for i in range(workers)]
+        procs = []
+        for share in shares[1:]:
+            payload = json.dumps({"dtype": np.dtype(dtype).name,
+                                  "layers": [[L.to_config(leaves[i][0]), leaves[i][1]] for i in share]})
+            proc = subprocess.Popen([sys.executable, "-m", "fnnet.precompile"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc.stdin.write(payload)
+            proc.stdin.close()
+            procs.append(proc)
+        for i in shares[0]:  # this process takes the first share meanwhile
+            _exercise(*leaves[i], dtype)
+            done.add(i)
+        for proc in procs:
+            err = proc.stderr.read()
+            if proc.wait() != 0:
+                raise RuntimeError(f"fnnet.precompile: a worker process failed:\n{err[-2000:]}")
+    for i, (layer, shape) in enumerate(leaves):  # the rest; what the workers compiled loads from the cache
+        if i not in done:
+            _exercise(layer, shape, dtype)
+    out_shape = _concrete(model.out_shape(in_shape))
+    if num_classes is not None:
+        from . import losses
+
+        logits = np.zeros(out_shape, dtype)
+        grad(lambda z: losses.softmax_cross_entropy(z, np.zeros(out_shape[0], np.int64)))(logits)
+    if optimizer is not None:
+        params = model.init(fnrandom.key(0), _concrete(in_shape), dtype)
+        state = optimizer.init(params)
+        optimizer.update(tree.zeros_like(params), state, params)
+    return len(leaves)
+
+
+if __name__ == "__main__":  # worker: compile the layers described on stdin
+    job = json.loads(sys.stdin.read())
+    _compile_layers(job["layers"], job["dtype"])
