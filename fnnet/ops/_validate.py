@@ -36,8 +36,10 @@ def dtype_error(op: str, arg: str, got) -> TypeError:
 
 def check_float(op: str, arg: str, x) -> None:
     """Raise unless ``x`` is a float16/32/64 ndarray (or a tracer of one)."""
-    v = value(x)
-    if type(v) is not np.ndarray:
+    v = x.value if type(x) is Tracer else x
+    if type(v) is np.ndarray and v.dtype.type in FLOAT_DTYPES:
+        return
+    if not isinstance(v, np.ndarray):
         raise TypeError(
             f"{op}: {arg} must be a numpy array (or a traced one), got {type(v).__name__}; "
             "wrap it with np.asarray(..., dtype=np.float32)"
@@ -48,10 +50,14 @@ def check_float(op: str, arg: str, x) -> None:
 
 def check_same_dtype(op: str, **arrays) -> None:
     """All given arrays (None skipped) share one dtype; nothing is silently promoted."""
-    items = [(k, value(v).dtype) for k, v in arrays.items() if v is not None]
-    first_name, first = items[0]
-    for name, dt in items[1:]:
-        if dt != first:
+    first_name = first = None
+    for name, v in arrays.items():
+        if v is None:
+            continue
+        dt = (v.value if type(v) is Tracer else v).dtype
+        if first is None:
+            first_name, first = name, dt
+        elif dt != first:
             raise TypeError(
                 f"{op}: {first_name} is {first} but {name} is {dt}; fnnet never promotes silently, "
                 f"cast one of them (e.g. {name}.astype(np.{first}))"
