@@ -335,3 +335,24 @@ def test_init_accepts_an_example_array():
     a = model.init(KEY, x)
     b = model.init(KEY, x.shape)
     assert all(np.array_equal(u, v) for u, v in zip(fnnet.tree.leaves(a), fnnet.tree.leaves(b)))
+
+
+def test_sequential_fuses_linear_relu_bitwise_identically():
+    fused = L.Sequential([L.Linear(6), L.ReLU(), L.Linear(4), L.ReLU(), L.Linear(2)])
+    assert fused._fuse_relu == (True, False, True, False, False)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    params = fused.init(KEY, x)
+
+    def unfused(p, xv):
+        h = xv
+        for name, layer in zip(fused.child_names, fused.layers):
+            h = layer.apply(p[name], h)
+        return h
+
+    np.testing.assert_array_equal(fused.apply(params, x), unfused(params, x))
+    g1 = fnnet.grad(lambda p: ops.sum(fused.apply(p, x)))(params)
+    g2 = fnnet.grad(lambda p: ops.sum(unfused(p, x)))(params)
+    for a, b in zip(fnnet.tree.leaves(g1), fnnet.tree.leaves(g2)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"1 \(ReLU\): params do not match"):
+        fused.apply({**params, "1": {"w": np.zeros(1)}}, x)

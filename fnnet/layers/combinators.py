@@ -14,7 +14,9 @@ import numpy as np
 from .. import ops
 from .. import random as fnrandom
 from . import recording
+from .activation import ReLU
 from .base import USER_ERRORS, Layer, as_shape, check_params, child_errors, positive_int, register, with_path
+from .dense import Linear
 
 __all__ = ["Sequential", "Parallel", "FanOut", "FanInSum", "FanInConcat", "Residual"]
 
@@ -71,12 +73,24 @@ class Sequential(_Container):
         layers: sequence of layers.
         names: optional distinct names for the children (default ``"0"``, ``"1"``, ...).
 
+    A ``Linear`` directly followed by a ``ReLU`` runs as one fused kernel (bias and ReLU inside the
+    matrix-product kernel, forward and backward); the result is bit-identical to running them one after
+    the other.  Fusion is skipped while activations are being recorded, so every layer is observed.
+
     Example::
 
         model = Sequential([Flatten(), Linear(128), ReLU(), Linear(10)])
         params = model.init(fnnet.random.key(0), (None, 1, 28, 28))
         logits = model.apply(params, x)          # x: (batch, 1, 28, 28) -> (batch, 10)
     """
+
+    _fuse_relu: tuple = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self):
+        super().__attrs_post_init__()
+        layers = self.layers
+        fuse = tuple(type(a) is Linear and type(b) is ReLU for a, b in zip(layers, layers[1:])) + (False,)
+        object.__setattr__(self, "_fuse_relu", fuse[: len(layers)])
 
     def init(self, key, in_shape, dtype=np.float32):
         shape = as_shape(in_shape, "Sequential.init")
@@ -107,8 +121,21 @@ class Sequential(_Container):
         self._check(params)
         rec = recording.current()
         new_state = None if state is None else {}
-        for name, layer, k in zip(self.child_names, self.layers, _child_keys(key, len(self.layers))):
+        fused_relu = False
+        for i, (name, layer, k) in enumerate(zip(self.child_names, self.layers, _child_keys(key, len(self.layers)))):
+            if fused_relu:  # this ReLU already ran inside the previous Linear's kernel
+                fused_relu = False
+                if new_state is not None:
+                    new_state[name] = {}
+                continue
             try:
+                if rec is None and self._fuse_relu[i]:
+                    x = layer.apply_relu(params[name], x)
+                    fused_relu = True
+                    self._check_child_params(params, i + 1)
+                    if new_state is not None:
+                        new_state[name] = {}
+                    continue
                 if rec is not None:
                     rec.push(name)
                 if state is None:
@@ -120,6 +147,13 @@ class Sequential(_Container):
             except USER_ERRORS as e:
                 raise with_path(e, name, layer) from e
         return x if state is None else (x, new_state)
+
+    def _check_child_params(self, params, i):
+        name, layer = self.child_names[i], self.layers[i]
+        try:
+            check_params(type(layer).__name__, params[name])
+        except USER_ERRORS as e:
+            raise with_path(e, name, layer) from e
 
 
 def _shapes(in_shape, n, where):

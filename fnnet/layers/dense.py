@@ -58,6 +58,13 @@ class Linear(Layer):
         return (*shape[:-1], self.out_features)
 
     def forward(self, params, x, *, key=None, train=False):
+        return self._linear(params, x, None)
+
+    def apply_relu(self, params, x):
+        """``relu(apply(params, x))`` in one fused kernel (used by ``Sequential`` for Linear -> ReLU)."""
+        return self._linear(params, x, "relu")
+
+    def _linear(self, params, x, activation):
         check_params("Linear", params, ("weight", "bias") if self.use_bias else ("weight",))
         w = params["weight"]
         if w.shape[-1] != self.out_features:
@@ -67,4 +74,4 @@ class Linear(Layer):
                 f"Linear: expected input (..., {w.shape[0]}) (the in_features of params['weight'] {w.shape}), "
                 f"got shape {tuple(x.shape)}; add Flatten() before Linear or re-init for this input"
             )
-        return ops.linear(x, w, params.get("bias"))
+        return ops.linear(x, w, params.get("bias"), activation=activation)
