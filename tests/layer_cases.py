@@ -90,6 +90,10 @@ CASES = [
                                                         L.FanInSum()]), (2, 4)),
     LayerCase("FanInConcat", L.Sequential([L.FanOut(2), L.Parallel([L.Conv2D(2, 1), L.Conv2D(3, 3, padding=1)]),
                                            L.FanInConcat(axis=1)]), (2, 2, 4, 4)),
+    LayerCase("Remat-ReLU", L.Remat(L.ReLU()), (3, 4), lambda: _nn().ReLU()),  # numerically the wrapped layer
+    LayerCase("Remat-cnn-train", L.Remat(L.Sequential([L.Conv2D(3, 3, padding=1), L.BatchNorm(), L.ReLU(),
+                                                       L.MaxPool2D(2), L.Flatten(), L.Remat(L.Linear(2))])),
+              (2, 2, 4, 4), train=True, stateful=True),
 ]
 
 

@@ -25,7 +25,7 @@ import time
 from .ops import OPS
 
 TRAINING = ("mlp", "tiny", "cnn")
-ALL = (*TRAINING, "ops", "startup", "memory", "scaling")
+ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat")
 PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",)}
 
 
@@ -184,6 +184,10 @@ def main(argv=None):
     if "scaling" in workloads:
         print("== scaling: batch size and threads ==")
         results["scaling"] = run_scaling(cfg, notes, args.quick)
+    if "remat" in workloads:
+        print("== gradient checkpointing (Remat): plain vs remat, memory ratio plain/remat, time ratio remat/plain ==")
+        from . import remat
+        results["remat"] = remat.run_all(quick=args.quick, threads=args.threads)
     for n in dict.fromkeys(notes):
         print("note:", n)
     results["notes"] = list(dict.fromkeys(notes))

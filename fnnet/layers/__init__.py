@@ -13,11 +13,12 @@ from .embedding import Embedding
 from .norm import BatchNorm, LayerNorm
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .recording import ActivationRecorder, record_activations
+from .remat import Remat
 from .shape import Flatten, Identity, Reshape
 
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "GlobalAvgPool2D", "LayerNorm", "MaxPool2D",
     "ELU", "FanInConcat", "FanInSum", "FanOut", "Flatten", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
-    "LogSoftmax", "Parallel", "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "Softplus",
+    "LogSoftmax", "Parallel", "ReLU", "Remat", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "Softplus",
     "Tanh", "ActivationRecorder", "record_activations", "from_config", "get", "register", "registered_layers", "to_config",
 ]

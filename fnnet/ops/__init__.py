@@ -20,6 +20,7 @@ from .dropout import dropout
 from .embedding import embedding
 from .norm import batch_norm, layer_norm
 from .pool import avg_pool2d, global_avg_pool2d, max_pool2d, pool2d_output_shape
+from ..autodiff import checkpoint, stop_gradient  # noqa: F401  (for layers, which import ops but not autodiff)
 
 _operators.install()
 
