@@ -12,6 +12,11 @@ the wall time, and writes to ``--out``:
 - ``metrics.json`` and ``curves.png``: loss and accuracy per epoch.
 
 Everything random is driven by ``--seed``: two runs with the same seed write identical weights files.
+
+``--dtype float16`` trains in mixed precision (:mod:`fnnet.precision`): float32 master weights, float16
+params and activations in each step, dynamic loss scaling; the test set is evaluated in float16 too.  The
+weights file holds the float32 master weights and the optimizer state without the loss scale (which goes to
+the metadata).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 import fnnet
 import fnnet.layers as L
+import fnnet.precision
 
 
 def build_model(image_size: int, dropout: float = 0.25):
@@ -95,7 +101,18 @@ def train(args):
     optimizer = fnnet.optim.adamw(schedule, weight_decay=1e-4)
     opt_state = optimizer.init(params)
     loss_fn = fnnet.losses.softmax_cross_entropy
-    step = fnnet.train.make_train_step(model, loss_fn, optimizer)
+    policy = fnnet.precision.Policy() if args.dtype == "float16" else None
+    if policy is None:
+        step = fnnet.train.make_train_step(model, loss_fn, optimizer)
+    else:
+        step = fnnet.precision.make_mixed_precision_train_step(model, loss_fn, optimizer, policy)
+        opt_state = step.init(params)
+
+    def evaluate(params, state):
+        if policy is None:
+            return fnnet.train.evaluate(model, params, state, x_test, y_test, loss_fn=loss_fn)
+        return fnnet.train.evaluate(model, policy.cast_to_compute(params), policy.cast_to_compute(state),
+                                    policy.cast_to_compute(x_test), y_test, loss_fn=loss_fn)
 
     history = []
     for epoch in range(1, args.epochs + 1):
@@ -113,7 +130,7 @@ def train(args):
         params, state, opt_state, train_metrics = fnnet.train.run_epoch(
             step, params, state, opt_state, x_train, y_train, fnnet.random.fold_in(loop_key, epoch),
             batch_size=args.batch_size, progress=on_batch)
-        test_metrics = fnnet.train.evaluate(model, params, state, x_test, y_test, loss_fn=loss_fn)
+        test_metrics = evaluate(params, state)
         if bar is not None:
             bar.set_postfix(loss=f"{train_metrics['loss']:.4f}", acc=f"{train_metrics['accuracy']:.3f}",
                             test_acc=f"{test_metrics['accuracy']:.3f}")
@@ -128,12 +145,17 @@ def train(args):
     wall = time.perf_counter() - start
     final = history[-1]["test_accuracy"]
     os.makedirs(args.out, exist_ok=True)
+    metadata = {"epochs": args.epochs, "seed": args.seed, "test_accuracy": final}
+    if policy is not None:
+        metadata.update(dtype=args.dtype, loss_scale=opt_state.loss_scale.value)
+        opt_state = opt_state.opt_state
     fnnet.io.save(os.path.join(args.out, "weights.npz"), params, state=state, opt_state=opt_state, config=model,
-                  metadata={"epochs": args.epochs, "seed": args.seed, "test_accuracy": final})
+                  metadata=metadata)
     with open(os.path.join(args.out, "config.json"), "w") as fh:
         json.dump(fnnet.layers.to_config(model), fh, indent=2)
     with open(os.path.join(args.out, "metrics.json"), "w") as fh:
-        json.dump({"history": history, "test_accuracy": final, "wall_time_s": wall}, fh, indent=2)
+        json.dump({"history": history, "test_accuracy": final, "wall_time_s": wall, "dtype": args.dtype}, fh,
+                  indent=2)
     try:
         plot_curves(history, os.path.join(args.out, "curves.png"))
     except ImportError:
@@ -155,6 +177,8 @@ def main(argv=None):
     p.add_argument("--data", help="folder with MNIST IDX files (train-images-idx3-ubyte, ...) instead of digits")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training examples")
     p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of progress bars")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="float16: mixed precision (float16 params/activations, float32 master weights)")
     args = p.parse_args(argv)
     return train(args)
 

@@ -1,0 +1,331 @@
+"""Mixed precision: float16 params and activations in the step, float32 master params, dynamic loss scaling.
+
+fnnet stores float16 and computes in float32: every primitive called with float16 arrays widens them to
+float32 inside its kernel and narrows its output, its saved residuals and its gradients back to float16
+(:mod:`fnnet.autodiff.half`).  A float16 model therefore holds half the parameter and activation memory of a
+float32 one, with float32 arithmetic and accumulation inside each op; what float16 loses is range (largest
+value 65504, smallest normal 6.1e-5) and precision between ops (11 significant bits, eps = 2**-10).
+
+Two explicit pieces make training work with that:
+
+- :class:`Policy` says which dtype params are kept in (``param_dtype``, float32 master copies for the
+  optimizer), which dtype the model runs in (``compute_dtype``) and which dtype its outputs are cast to for
+  the loss (``output_dtype``, float32 so the loss and its first cotangents do not lose range).  Casts apply
+  to floating leaves only (integer labels and random keys pass through) and are differentiable: under
+  ``grad`` the cotangent is cast back to the input's dtype.
+- :class:`DynamicLossScale` multiplies the loss by a large power of two before the backward, so that small
+  float16 gradients do not flush to zero, divides the (float32) gradients by it afterwards, skips the update
+  when a gradient overflowed (inf/NaN), halving the scale, and doubles the scale after ``growth_interval``
+  finite steps in a row.  It is a frozen record: ``adjust`` returns a new one.
+
+:func:`make_mixed_precision_train_step` puts them together in a step with the signature of
+:func:`fnnet.train.make_train_step`'s, so :func:`fnnet.train.run_epoch` drives it unchanged::
+
+    policy = fnnet.precision.Policy()                       # float32 params, float16 compute, float32 output
+    step = fnnet.precision.make_mixed_precision_train_step(model, fnnet.losses.softmax_cross_entropy, opt,
+                                                           policy, fnnet.precision.DynamicLossScale())
+    opt_state = step.init(params)                           # MixedPrecisionState(opt_state, loss_scale)
+    params, state, opt_state, metrics = step(params, state, opt_state, x, y, key)
+    metrics["loss_scale"], metrics["skipped"]               # the scale used, 1.0 if the update was skipped
+    # evaluation in float16:
+    fnnet.train.evaluate(model, policy.cast_to_compute(params), policy.cast_to_compute(state),
+                         policy.cast_to_compute(x_test), y_test)
+
+``params`` stay float32 throughout (the optimizer rejects float16 leaves); the step casts them to float16,
+computes ``loss * scale`` under ``grad`` on float16 params and activations, casts the gradients to float32,
+unscales them, applies the update only when all of them are finite, and returns the adjusted loss scale
+inside the optimizer state.  Reference: Micikevicius et al., "Mixed precision training", ICLR 2018.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+
+from . import ops, optim, tree
+from .autodiff import Tracer, half, value_and_grad
+from .train import accuracy
+
+__all__ = ["Policy", "DynamicLossScale", "MixedPrecisionState", "MixedPrecisionTrainStep", "cast",
+           "all_finite", "make_mixed_precision_train_step"]
+
+_FLOAT_TYPES = (np.float16, np.float32, np.float64)
+
+
+# ------------------------------------------------------------------------------------------------ casts
+def _convert(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``a`` as ``dtype``; float16 <-> float32 through the Numba conversion kernels."""
+    if a.dtype == dtype:
+        return a
+    if a.dtype == half.SINGLE and dtype == half.HALF:
+        return half.narrow(a)
+    if a.dtype == half.HALF and dtype == half.SINGLE:
+        return half.widen(a)
+    return a.astype(dtype)
+
+
+class _CastVJP:
+    """Tape entry of a cast: the cotangent goes back to the input's dtype."""
+
+    __slots__ = ()
+    name = "cast"
+
+    def argname(self, i):
+        return "x"
+
+    def vjp(self, residuals, g, params):
+        return (_convert(np.asarray(g), params["from_dtype"]),)
+
+
+_CAST_VJP = _CastVJP()
+
+
+def _cast_leaf(x, dtype):
+    if type(x) is Tracer:
+        if x.value.dtype == dtype or x.value.dtype.type not in _FLOAT_TYPES:
+            return x
+        if not x.tape.active:
+            raise RuntimeError("fnnet.precision.cast: got a traced value from a grad call that has already "
+                               "returned; return plain values from differentiated functions")
+        out = _convert(x.value, dtype)
+        node = x.tape.record(_CAST_VJP, None, {"from_dtype": x.value.dtype}, (x.node,), (x.value.shape,))
+        return Tracer(out, x.tape, node)
+    if isinstance(x, np.ndarray) and x.dtype.type in _FLOAT_TYPES:
+        return _convert(x, dtype)
+    if isinstance(x, np.floating):
+        return dtype.type(x)
+    return x
+
+
+def cast(t, dtype):
+    """Cast every floating leaf of tree ``t`` (arrays, numpy float scalars, tracers) to ``dtype``.
+
+    Integer, boolean and key leaves, Python numbers and ``None`` pass through unchanged.  Under ``grad``
+    the cast is differentiable: the cotangent is cast back to the leaf's original dtype.
+
+    Args:
+        t: a tree (nested dict/list/tuple) or a single array.
+        dtype: ``np.float16``, ``np.float32`` or ``np.float64``.
+
+    Returns:
+        A tree of the same structure; leaves already of ``dtype`` are returned as they are (no copy).
+
+    Raises:
+        TypeError: ``dtype`` is not a float16/32/64 type.
+    """
+    dtype = np.dtype(_float_type(dtype))
+    return tree.map(lambda x: _cast_leaf(x, dtype), t)
+
+
+def _float_type(value):
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.type not in _FLOAT_TYPES:
+        raise TypeError(f"fnnet.precision: expected np.float16, np.float32 or np.float64, got {value!r}")
+    return dtype.type
+
+
+# ----------------------------------------------------------------------------------------------- policy
+@attrs.frozen
+class Policy:
+    """Which dtype params are stored in, which the model computes in, and which its outputs are cast to.
+
+    Args:
+        param_dtype: the master params and the state returned by the step (float32: the optimizer's).
+        compute_dtype: params, state and inputs are cast to it before the forward (float16: half memory).
+        output_dtype: model outputs (and float targets) are cast to it before the loss.
+
+    Example::
+
+        policy = Policy()                                   # float32 / float16 / float32
+        logits = policy.cast_to_output(model.apply(policy.cast_to_compute(params), policy.cast_to_compute(x)))
+    """
+
+    param_dtype: type = attrs.field(default=np.float32, converter=_float_type)
+    compute_dtype: type = attrs.field(default=np.float16, converter=_float_type)
+    output_dtype: type = attrs.field(default=np.float32, converter=_float_type)
+
+    def cast_to_compute(self, t):
+        """``t`` with its floating leaves cast to ``compute_dtype`` (differentiable; see :func:`cast`)."""
+        return cast(t, self.compute_dtype)
+
+    def cast_to_param(self, t):
+        """``t`` with its floating leaves cast to ``param_dtype``."""
+        return cast(t, self.param_dtype)
+
+    def cast_to_output(self, t):
+        """``t`` with its floating leaves cast to ``output_dtype``."""
+        return cast(t, self.output_dtype)
+
+
+# ------------------------------------------------------------------------------------- loss scaling
+def all_finite(t) -> bool:
+    """True when no floating leaf of tree ``t`` holds a NaN or an infinity (one Numba pass per leaf, via
+    :func:`fnnet.ops.summarize`; stops at the first non-finite leaf)."""
+    for leaf in tree.leaves(t):
+        if isinstance(leaf, Tracer):
+            leaf = leaf.value
+        if isinstance(leaf, np.ndarray) and leaf.dtype.type in _FLOAT_TYPES and leaf.size:
+            stats = ops.summarize(leaf)
+            if stats["nan_count"] or stats["inf_count"]:
+                return False
+        elif isinstance(leaf, (float, np.floating)) and not np.isfinite(leaf):
+            return False
+    return True
+
+
+def _positive(instance, attribute, value):
+    if not value > 0:
+        raise ValueError(f"DynamicLossScale: {attribute.alias or attribute.name} must be > 0, got {value!r}")
+
+
+def _factor(instance, attribute, value):
+    if not value > 1:
+        raise ValueError(f"DynamicLossScale: factor must be > 1, got {value!r}")
+
+
+def _interval(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"DynamicLossScale: growth_interval must be a positive int, got {value!r}")
+
+
+@attrs.frozen
+class DynamicLossScale:
+    """Dynamic loss scaling as a frozen record; every method is pure.
+
+    Args:
+        scale: the current loss scale (stored as ``value``; powers of two keep scaling exact).
+        growth_interval: after this many finite steps in a row the scale is multiplied by ``factor``.
+        factor: growth and back-off factor (> 1).
+        counter: finite steps since the scale last changed.
+        min_scale: the scale never drops below this.
+
+    Example::
+
+        ls = DynamicLossScale()                       # 2**15
+        scaled_loss, grads = fnnet.value_and_grad(lambda p: ls.scale(loss(p)))(params16)
+        grads = ls.unscale(policy.cast_to_param(grads))
+        finite = all_finite(grads)
+        ls = ls.adjust(finite)                        # not finite: skip the update, scale / 2
+    """
+
+    value: float = attrs.field(default=2.0 ** 15, alias="scale", converter=float, validator=_positive)
+    growth_interval: int = attrs.field(default=2000, validator=_interval)
+    factor: float = attrs.field(default=2.0, converter=float, validator=_factor)
+    counter: int = 0
+    min_scale: float = attrs.field(default=1.0, converter=float, validator=_positive)
+
+    def scale(self, loss):
+        """``loss * scale`` in ``loss``'s dtype (a traced scalar under ``grad``).  Scale a float32 loss:
+        2**15 times a float16 loss overflows."""
+        return ops.multiply(loss, np.asarray(self.value, dtype=_dtype_of(loss)))
+
+    def unscale(self, grads):
+        """``grads / scale``, leafwise, in each leaf's dtype (cast float16 gradients to float32 first)."""
+        inv = 1.0 / self.value
+        return tree.map(lambda g: g * g.dtype.type(inv) if isinstance(g, np.ndarray) and g.dtype.type in
+                        _FLOAT_TYPES else g, grads)
+
+    def adjust(self, grads_finite: bool) -> "DynamicLossScale":
+        """The loss scale for the next step: back off (``scale / factor``, at least ``min_scale``) when the
+        gradients were not finite, grow (``scale * factor``) after ``growth_interval`` finite steps."""
+        if not grads_finite:
+            return self._replace(max(self.value / self.factor, self.min_scale), 0)
+        counter = self.counter + 1
+        if counter >= self.growth_interval:
+            return self._replace(self.value * self.factor, 0)
+        return self._replace(self.value, counter)
+
+    def _replace(self, scale, counter):
+        return DynamicLossScale(scale=scale, growth_interval=self.growth_interval, factor=self.factor,
+                                counter=counter, min_scale=self.min_scale)
+
+
+def _dtype_of(x):
+    return (x.value if type(x) is Tracer else np.asarray(x)).dtype
+
+
+# --------------------------------------------------------------------------------------- train step
+class MixedPrecisionState(NamedTuple):
+    """The optimizer state of a mixed-precision step: the optimizer's own state and the loss scale.
+    (To save it with ``fnnet.io.save``, save ``opt_state`` and ``attrs.asdict(loss_scale)`` as metadata.)"""
+
+    opt_state: Any
+    loss_scale: DynamicLossScale
+
+
+class MixedPrecisionTrainStep:
+    """``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)`` in mixed
+    precision; ``step.init(params)`` builds the ``opt_state``.  See :func:`make_mixed_precision_train_step`."""
+
+    def __init__(self, model, loss_fn, optimizer, policy, loss_scale):
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.policy, self.loss_scale = policy, loss_scale
+
+        def objective(params, state, x, y, key, scale):
+            if model.has_state:
+                out, new_state = model.apply(params, x, state=state, key=key, train=True)
+            else:
+                out, new_state = model.apply(params, x, key=key, train=True), state
+            out = policy.cast_to_output(out)
+            loss = loss_fn(out, y)
+            return scale.scale(loss), (loss, new_state, out)
+
+        self._loss_and_grad = value_and_grad(objective, has_aux=True)
+
+    def init(self, params) -> MixedPrecisionState:
+        """``MixedPrecisionState(optimizer.init(params), loss_scale)`` for float32 (``param_dtype``) params."""
+        return MixedPrecisionState(self.optimizer.init(params), self.loss_scale)
+
+    def __call__(self, params, state, opt_state, x, y, key):
+        if not isinstance(opt_state, MixedPrecisionState):
+            raise TypeError("MixedPrecisionTrainStep: opt_state must be a MixedPrecisionState; create it with "
+                            f"step.init(params), got {type(opt_state).__name__}")
+        policy, scale = self.policy, opt_state.loss_scale
+        (_, (loss, new_state, out)), grads = self._loss_and_grad(
+            policy.cast_to_compute(params), policy.cast_to_compute(state), policy.cast_to_compute(x),
+            policy.cast_to_output(y), key, scale)
+        grads = scale.unscale(policy.cast_to_param(grads))
+        finite = all_finite(grads) and bool(np.isfinite(loss))
+        metrics = {"loss": float(loss), "loss_scale": scale.value, "skipped": 0.0 if finite else 1.0}
+        if np.asarray(y).dtype.kind in "iu":
+            metrics["accuracy"] = accuracy(out, y)
+        if finite:
+            updates, inner = self.optimizer.update(grads, opt_state.opt_state, params)
+            params = optim.apply_updates(params, updates)
+            state = policy.cast_to_param(new_state)
+        else:  # a skipped step changes nothing but the loss scale
+            inner = opt_state.opt_state
+        return params, state, MixedPrecisionState(inner, scale.adjust(finite)), metrics
+
+
+def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss_scale=None):
+    """A training step in mixed precision, a drop-in for :func:`fnnet.train.make_train_step`'s.
+
+    Args:
+        model: a layer.
+        loss_fn: ``loss_fn(outputs, y) -> scalar``; it sees outputs cast to ``policy.output_dtype``.
+        optimizer: an ``fnnet.optim`` transformation; it sees ``param_dtype`` (float32) params and grads.
+        policy: a :class:`Policy` (default: float32 params, float16 compute, float32 outputs).
+        loss_scale: the initial :class:`DynamicLossScale` (default ``DynamicLossScale()``).
+
+    Returns:
+        A :class:`MixedPrecisionTrainStep` ``step``: ``opt_state = step.init(params)``, then
+        ``params, state, opt_state, metrics = step(params, state, opt_state, x, y, key)`` where ``params`` and
+        ``state`` stay in ``param_dtype``, ``opt_state`` is a :class:`MixedPrecisionState` carrying the
+        adjusted loss scale, and ``metrics`` has ``loss`` (unscaled), ``accuracy`` (integer ``y``),
+        ``loss_scale`` (the scale this step used) and ``skipped`` (1.0 when gradients overflowed and the
+        update was skipped).  See the module docstring for a full example.
+    """
+    policy = Policy() if policy is None else policy
+    loss_scale = DynamicLossScale() if loss_scale is None else loss_scale
+    if not isinstance(policy, Policy):
+        raise TypeError(f"make_mixed_precision_train_step: policy must be a Policy, got {type(policy).__name__}")
+    if not isinstance(loss_scale, DynamicLossScale):
+        raise TypeError("make_mixed_precision_train_step: loss_scale must be a DynamicLossScale, got "
+                        f"{type(loss_scale).__name__}")
+    return MixedPrecisionTrainStep(model, loss_fn, optimizer, policy, loss_scale)
