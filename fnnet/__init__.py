@@ -20,7 +20,7 @@ from .autodiff import (  # noqa: F401
 from . import losses  # noqa: F401
 from . import layers  # noqa: F401
 from . import optim, io, datasets  # noqa: F401
-from . import testing, train  # noqa: F401
+from . import precision, testing, train  # noqa: F401
 from .summary import eval_shape, summary  # noqa: F401
 from .precompile import precompile  # noqa: F401
 

@@ -195,16 +195,17 @@ def unflatten(treedef: TreeDef, leaves):
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"tree.unflatten: treedef {treedef!r} has {treedef.num_leaves} leaves, "
                          f"got {len(leaves)} leaves")
-    it = iter(leaves)
+    return _unflatten(treedef, iter(leaves))
 
-    def build(td):
-        if td.kind == _LEAF:
-            return next(it)
-        if td.kind == _NONE:
-            return None
-        return _build(td, [build(c) for c in td.children])
 
-    return build(treedef)
+def _unflatten(td, it):
+    # A module-level function, not a closure: a recursive closure would form a reference cycle that keeps
+    # the leaves alive until the cycle collector runs (which defeated checkpointing's memory saving).
+    if td.kind == _LEAF:
+        return next(it)
+    if td.kind == _NONE:
+        return None
+    return _build(td, [_unflatten(c, it) for c in td.children])
 
 
 def leaves(tree, is_leaf=None) -> list:

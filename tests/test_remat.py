@@ -209,10 +209,6 @@ def test_activation_recording_through_remat_matches_plain():
     assert recs[1].types["0/1"] == "ReLU" and recs[1].types["2"] == "Linear"
 
 
-@pytest.mark.xfail(reason="fnnet.tree.unflatten's recursive closure forms a reference cycle that keeps the "
-                          "leaves it was given alive until the cyclic GC runs; under checkpoint those leaves are "
-                          "the block inputs, so they outlive their tape entries. Remove this marker once fixed.",
-                   strict=False)
 def test_block_inputs_are_freed_as_the_backward_passes_them():
     import gc
     import weakref
