@@ -76,5 +76,5 @@ def test_kernels_only_import_numpy_numba_math():
     for path in (ROOT / "kernels").rglob("*.py"):
         for mod in _imports(path):
             top = mod.split(".")[0]
-            assert top in {"numpy", "numba", "llvmlite", "math", "fnnet", "os", "sys", "ctypes", "glob", "tempfile",
+            assert top in {"numpy", "numba", "llvmlite", "scipy", "math", "fnnet", "os", "sys", "ctypes", "glob", "tempfile",
                            "__future__"}, f"{path.name} imports {mod}"

@@ -11,22 +11,31 @@ from numba import prange
 from ._jit import kernel
 
 ROW_CHUNK = 256
+ROW_BLOCK = 64  # rows per BLAS call in prange: fixed, so results never depend on the thread count
 
 
 @kernel
 def linear_fwd(x, w, b, has_bias, relu):
-    """y = x @ w (+ b) (then max(., 0) when ``relu``)."""
-    y = np.dot(x, w)
-    n, m = y.shape
-    if has_bias or relu:
-        for i in prange(n):
-            for j in range(m):
-                v = y[i, j]
-                if has_bias:
-                    v += b[j]
-                if relu and v < 0:
-                    v = 0.0
-                y[i, j] = v
+    """y = x @ w (+ b) (then max(., 0) when ``relu``).
+
+    Rows are split into fixed blocks of ``ROW_BLOCK``, one single-threaded BLAS call per block inside
+    ``prange``, with the bias and ReLU applied to the block while it is in cache."""
+    n = x.shape[0]
+    m = w.shape[1]
+    y = np.empty((n, m), dtype=x.dtype)
+    for blk in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):
+        r0 = blk * ROW_BLOCK
+        r1 = min(n, r0 + ROW_BLOCK)
+        y[r0:r1] = np.dot(x[r0:r1], w)
+        if has_bias or relu:
+            for i in range(r0, r1):
+                for j in range(m):
+                    v = y[i, j]
+                    if has_bias:
+                        v += b[j]
+                    if relu and v < 0:
+                        v = 0.0
+                    y[i, j] = v
     return y
 
 
@@ -59,21 +68,43 @@ def relu_mask(y, g):
     return out
 
 
-@kernel(parallel=False)
+@kernel
 def linear_bwd(x, w, g, need_x, need_w, need_b):
     """Cotangents of linear_fwd without activation: (g @ w.T, x.T @ g, column sums of g).
 
-    Unneeded results come back as empty arrays."""
-    gx = np.dot(g, w.T) if need_x else np.empty((0, 0), dtype=g.dtype)
-    gw = np.dot(x.T, g) if need_w else np.empty((0, 0), dtype=g.dtype)
+    Both products are split into independent output blocks (rows of ``gx``, rows of ``gw``), so no block
+    sums partial results and the answer does not depend on the thread count.  Unneeded results come back
+    as empty arrays."""
+    n, k = x.shape
+    m = g.shape[1]
+    gx = np.empty((n if need_x else 0, k), dtype=g.dtype)
+    gw = np.empty((k if need_w else 0, m), dtype=g.dtype)
+    x_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK if need_x else 0
+    w_blocks = (k + ROW_BLOCK - 1) // ROW_BLOCK if need_w else 0
+    wt = w.T
+    for blk in prange(x_blocks):  # two loops, each of equal-cost blocks, so both threads stay busy
+        r0 = blk * ROW_BLOCK
+        r1 = min(n, r0 + ROW_BLOCK)
+        gx[r0:r1] = np.dot(g[r0:r1], wt)
+    for blk in prange(w_blocks):
+        r0 = blk * ROW_BLOCK
+        r1 = min(k, r0 + ROW_BLOCK)
+        xs = np.ascontiguousarray(x[:, r0:r1])
+        gw[r0:r1] = np.dot(xs.T, g)
     gb = column_sums(g) if need_b else np.empty(0, dtype=g.dtype)
     return gx, gw, gb
 
 
-@kernel(parallel=False)
+@kernel
 def matmul_fwd(a, b):
-    """(n, k) @ (k, m)."""
-    return np.dot(a, b)
+    """(n, k) @ (k, m), in fixed row blocks of ``ROW_BLOCK`` (one single-threaded BLAS call each)."""
+    n = a.shape[0]
+    y = np.empty((n, b.shape[1]), dtype=a.dtype)
+    for blk in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):
+        r0 = blk * ROW_BLOCK
+        r1 = min(n, r0 + ROW_BLOCK)
+        y[r0:r1] = np.dot(a[r0:r1], b)
+    return y
 
 
 @kernel(parallel=False)

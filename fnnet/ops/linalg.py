@@ -81,7 +81,8 @@ def _matmul_bwd(res, g):
     if b.ndim == 2:
         a2 = a.reshape(-1, a.shape[-1])
         g2 = g.reshape(-1, b.shape[1])
-        return K.matmul_fwd(g2, b.T).reshape(a.shape), K.matmul_fwd(a2.T, g2)
+        return (K.matmul_fwd(g2, np.ascontiguousarray(b.T)).reshape(a.shape),
+                K.matmul_fwd(np.ascontiguousarray(a2.T), g2))
     ga, gb = K.batched_matmul_bwd(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]),
                                   g.reshape(-1, *g.shape[-2:]))
     return ga.reshape(a.shape), gb.reshape(b.shape)
