@@ -75,7 +75,7 @@ class _CastVJP:
     def argname(self, i):
         return "x"
 
-    def vjp(self, residuals, g, params):
+    def vjp(self, residuals, g, params, parents=()):
         return (_convert(np.asarray(g), params["from_dtype"]),)
 
 

@@ -63,8 +63,8 @@ class _HalfVJP:
     def argname(self, i):
         return self.prim.argname(i)
 
-    def vjp(self, residuals, g, params):
-        grads = self.prim.vjp(_map_arrays(widen, residuals), widen(g), params)
+    def vjp(self, residuals, g, params, parents=()):
+        grads = self.prim.vjp(_map_arrays(widen, residuals), widen(g), params, parents)
         return tuple(narrow(x) for x in grads)
 
 

@@ -81,16 +81,20 @@ class Primitive:
         argnames: names of the positional inputs, for error messages.
         num_aux: when > 0, ``fwd`` returns ``((y, aux_1, ..., aux_k), residuals)``; only ``y`` is
             differentiable, the aux outputs come back as plain arrays (e.g. batch statistics).
+        input_mask: when True, ``bwd`` also receives ``needs``, a tuple of bools (one per positional
+            input, True where a cotangent is wanted), so it can skip work for inputs that are not traced
+            (e.g. the input gradient of a network's first layer).  Unneeded cotangents may be None.
     """
 
-    __slots__ = ("name", "fwd", "bwd", "argnames", "num_aux")
+    __slots__ = ("name", "fwd", "bwd", "argnames", "num_aux", "input_mask")
 
-    def __init__(self, name, fwd, bwd=None, *, argnames=None, num_aux=0):
+    def __init__(self, name, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False):
         self.name = name
         self.fwd = fwd
         self.bwd = bwd
         self.argnames = tuple(argnames) if argnames is not None else None
         self.num_aux = num_aux
+        self.input_mask = input_mask
 
     def defvjp(self, bwd):
         """Set the VJP rule ``bwd(residuals, g, **params) -> tuple of cotangents``; returns ``bwd``."""
@@ -102,11 +106,13 @@ class Primitive:
             return self.argnames[i]
         return f"arg{i}"
 
-    def vjp(self, residuals, g, params):
+    def vjp(self, residuals, g, params, parents=()):
         if self.bwd is None:
             raise NotImplementedError(
                 f"no VJP registered for {self.name!r}; define one with {self.name}.defvjp(rule)"
             )
+        if self.input_mask:
+            return self.bwd(residuals, g, needs=tuple(p >= 0 for p in parents), **params)
         return self.bwd(residuals, g, **params)
 
     def __call__(self, *args, **params):
@@ -180,7 +186,7 @@ def _raise_foreign_tracer(name, tracer, tape):
     )
 
 
-def primitive(name: str, fwd, bwd=None, *, argnames=None, num_aux=0, override=False) -> Primitive:
+def primitive(name: str, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False, override=False) -> Primitive:
     """Create and register a differentiable op.  See the module docstring for an example.
 
     Raises:
@@ -193,7 +199,7 @@ def primitive(name: str, fwd, bwd=None, *, argnames=None, num_aux=0, override=Fa
             f"fnnet.primitive: an op named {name!r} is already registered; choose another name or pass "
             "override=True"
         )
-    prim = Primitive(name, fwd, bwd, argnames=argnames, num_aux=num_aux)
+    prim = Primitive(name, fwd, bwd, argnames=argnames, num_aux=num_aux, input_mask=input_mask)
     _REGISTRY[name] = prim
     return prim
 

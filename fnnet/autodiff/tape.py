@@ -68,7 +68,7 @@ class Tape:
                 if all(x is None for x in gs):
                     continue
                 g = gs
-            grads = prim.vjp(residuals, g, params)
+            grads = prim.vjp(residuals, g, params, parents)
             if not keep:
                 self.residual_bytes -= nbytes
                 del residuals

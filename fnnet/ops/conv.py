@@ -187,17 +187,18 @@ def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw)
     return y, (x, w3, w.shape, has_bias)
 
 
-def _conv2d_bwd(res, g, *, stride, pad_top, pad_left, dilation, out_hw):
+def _conv2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw):
     x, w3, w_shape, has_bias = res
     g = contiguous(g)
     kh, kw = w_shape[2], w_shape[3]
     geometry = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], kh, kw)
-    gx = K.conv2d_bwd_input(g, w3, x.shape[2], x.shape[3], *geometry)
+    # The input gradient is skipped when x is not traced (a network's first layer sees the data).
+    gx = K.conv2d_bwd_input(g, w3, x.shape[2], x.shape[3], *geometry) if needs[0] else None
     gw, gb = K.conv2d_bwd_weight(x, g, w3.shape[0], *geometry, has_bias)
     return gx, gw.reshape(w_shape), (gb if has_bias else None)
 
 
-_conv2d = primitive("conv2d", _conv2d_fwd, _conv2d_bwd, argnames=("x", "weight", "bias"))
+_conv2d = primitive("conv2d", _conv2d_fwd, _conv2d_bwd, argnames=("x", "weight", "bias"), input_mask=True)
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):

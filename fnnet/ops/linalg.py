@@ -18,16 +18,17 @@ def _linear_fwd(x, w, b, relu=False):
     return y.reshape(*x.shape[:-1], w.shape[1]), (x2, w, has_bias, y if relu else None, x.shape)
 
 
-def _linear_bwd(res, g, relu=False):
+def _linear_bwd(res, g, needs, relu=False):
     x2, w, has_bias, y, x_shape = res
     g2 = contiguous(g).reshape(-1, w.shape[1])
     if relu:
         g2 = K.relu_mask(y, g2)
-    gx, gw, gb = K.linear_bwd(x2, w, g2, True, True, has_bias)
-    return gx.reshape(x_shape), gw, (gb if has_bias else None)
+    gx, gw, gb = K.linear_bwd(x2, w, g2, needs[0], needs[1], has_bias and needs[2])
+    return (gx.reshape(x_shape) if needs[0] else None, gw if needs[1] else None,
+            gb if has_bias and needs[2] else None)
 
 
-_linear = primitive("linear", _linear_fwd, _linear_bwd, argnames=("x", "weight", "bias"))
+_linear = primitive("linear", _linear_fwd, _linear_bwd, argnames=("x", "weight", "bias"), input_mask=True)
 
 
 def linear(x, weight, bias=None, *, activation=None):
