@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,18 +63,31 @@ def _ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def run_training(workloads, cfg, notes):
+def _interleaved(frameworks, workload, cfg, rounds):
+    """Median time per framework over ``rounds`` interleaved runs (A B C A B C ...), so slow drifts of a
+    shared machine hit every framework alike; also the median of the per-round ratios to fnnet."""
+    times = {f: [] for f in frameworks}
+    for _ in range(rounds):
+        for f in frameworks:
+            times[f].append(_worker(f, workload, **cfg)["ms"])
+    row = {f: statistics.median(v) for f, v in times.items()}
+    ratios = {f: statistics.median([a / b for a, b in zip(times["fnnet"], times[f])]) for f in frameworks if f != "fnnet"}
+    return row, ratios
+
+
+def run_training(workloads, cfg, notes, rounds=3):
     rows = {}
     for w in workloads:
-        row = {"fnnet": _worker("fnnet", w, **cfg)["ms"]}
+        peers = []
         for peer in PEERS[w]:
-            if not _installed(peer):
+            if _installed(peer):
+                peers.append(peer)
+            else:
                 notes.append(f"{peer} is not installed: skipped for {w}")
-                continue
-            row[peer] = _worker(peer, w, **cfg)["ms"]
-        rows[w] = row
-        peers = "  ".join(f"{p} {_fmt(row[p])} ms ({_ratio(row['fnnet'], row[p])})" for p in PEERS[w] if p in row)
-        print(f"{w:<6} fnnet {_fmt(row['fnnet'])} ms   {peers}", flush=True)
+        row, ratios = _interleaved(["fnnet", *peers], w, cfg, rounds)
+        rows[w] = {**row, "ratios": ratios}
+        text = "  ".join(f"{p} {_fmt(row[p])} ms ({ratios[p]:.2f}x)" for p in peers)
+        print(f"{w:<6} fnnet {_fmt(row['fnnet'])} ms   {text}", flush=True)
     return rows
 
 
@@ -161,6 +175,7 @@ def main(argv=None):
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a few steps of each measurement (a smoke test)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of each training workload")
     args = p.parse_args(argv)
     workloads = args.workload or list(ALL)
     cfg = {"threads": args.threads, "repeats": 1 if args.quick else 7, "min_time": 0.0 if args.quick else 0.2}
@@ -171,7 +186,7 @@ def main(argv=None):
     training = [w for w in workloads if w in TRAINING]
     if training:
         print("== training step (forward + backward + SGD update), median ms ==")
-        results["training"] = run_training(training, cfg, notes)
+        results["training"] = run_training(training, cfg, notes, rounds=1 if args.quick else args.rounds)
     if "ops" in workloads:
         print("== per-op, median ms ==")
         results["ops"] = run_ops(cfg, notes)
