@@ -53,9 +53,60 @@ def _ceil_div(a, b):
 
 
 @kernel(parallel=False)
+def _im2col_unit(xp, cols, kh, kw, oh, ow):
+    """im2col for stride 1 and dilation 1 of an already padded sample ``xp (C, oh+kh-1, ow+kw-1)``: every
+    window row is a contiguous run, and the branch-free loop vectorises (about 7x faster than the
+    general loop with its per-row bounds)."""
+    C = xp.shape[0]
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                for a in range(oh):
+                    src = xp[c, a + i]
+                    base = a * ow
+                    for b in range(ow):
+                        cols[r, base + b] = src[b + j]
+
+
+@kernel(parallel=False)
+def _col2im_unit(cols, gp, kh, kw, oh, ow):
+    """The adjoint of _im2col_unit: add ``cols`` into the padded gradient plane ``gp``."""
+    C = gp.shape[0]
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                for a in range(oh):
+                    dst = gp[c, a + i]
+                    base = a * ow
+                    for b in range(ow):
+                        dst[b + j] += cols[r, base + b]
+
+
+@kernel(parallel=False)
+def _padded(xn, pad_top, pad_left, hp, wp):
+    """``xn (C, H, W)`` placed at (pad_top, pad_left) in zeros of shape (C, hp, wp), cropped to fit."""
+    C, H, W = xn.shape
+    xp = np.zeros((C, hp, wp), dtype=xn.dtype)
+    for c in range(C):
+        for h in range(max(0, -pad_top), min(H, hp - pad_top)):
+            for w in range(max(0, -pad_left), min(W, wp - pad_left)):
+                xp[c, h + pad_top, w + pad_left] = xn[c, h, w]
+    return xp
+
+
+@kernel(parallel=False)
 def _im2col(xn, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
     """Unfold one sample ``xn (C, H, W)`` into ``cols (C*kh*kw, oh*ow)``; zeros where the window is padding."""
     C, H, W = xn.shape
+    if sh == 1 and sw == 1 and dh == 1 and dw == 1:
+        hp, wp = oh + kh - 1, ow + kw - 1
+        if pad_top == 0 and pad_left == 0 and hp == H and wp == W:
+            _im2col_unit(xn, cols, kh, kw, oh, ow)
+        else:
+            _im2col_unit(_padded(xn, pad_top, pad_left, hp, wp), cols, kh, kw, oh, ow)
+        return
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
@@ -64,25 +115,40 @@ def _im2col(xn, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
                 # output columns b whose input column b*sw + off lies inside [0, W)
                 b_lo = min(max(_ceil_div(-off, sw), 0), ow)
                 b_hi = min(max(_ceil_div(W - off, sw), b_lo), ow)
+                row = cols[r]
                 for a in range(oh):
                     h = a * sh - pad_top + i * dh
                     base = a * ow
                     if h < 0 or h >= H:
                         for b in range(ow):
-                            cols[r, base + b] = 0.0
+                            row[base + b] = 0.0
                         continue
                     for b in range(b_lo):
-                        cols[r, base + b] = 0.0
-                    for b in range(b_lo, b_hi):
-                        cols[r, base + b] = xn[c, h, b * sw + off]
+                        row[base + b] = 0.0
+                    src = xn[c, h]
+                    if sw == 1:  # unit stride: a contiguous run the compiler vectorises (about 7x faster)
+                        for b in range(b_lo, b_hi):
+                            row[base + b] = src[b + off]
+                    else:
+                        for b in range(b_lo, b_hi):
+                            row[base + b] = src[b * sw + off]
                     for b in range(b_hi, ow):
-                        cols[r, base + b] = 0.0
+                        row[base + b] = 0.0
 
 
 @kernel(parallel=False)
 def _col2im_add(cols, gxn, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
     """Add ``cols (C*kh*kw, oh*ow)`` back into ``gxn (C, H, W)`` (the adjoint of _im2col), serially."""
     C, H, W = gxn.shape
+    if sh == 1 and sw == 1 and dh == 1 and dw == 1:
+        hp, wp = oh + kh - 1, ow + kw - 1
+        gp = np.zeros((C, hp, wp), dtype=gxn.dtype)
+        _col2im_unit(cols, gp, kh, kw, oh, ow)
+        for c in range(C):
+            for h in range(max(0, -pad_top), min(H, hp - pad_top)):
+                for w in range(max(0, -pad_left), min(W, wp - pad_left)):
+                    gxn[c, h, w] += gp[c, h + pad_top, w + pad_left]
+        return
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
@@ -90,13 +156,19 @@ def _col2im_add(cols, gxn, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
                 off = j * dw - pad_left
                 b_lo = min(max(_ceil_div(-off, sw), 0), ow)
                 b_hi = min(max(_ceil_div(W - off, sw), b_lo), ow)
+                row = cols[r]
                 for a in range(oh):
                     h = a * sh - pad_top + i * dh
                     if h < 0 or h >= H:
                         continue
                     base = a * ow
-                    for b in range(b_lo, b_hi):
-                        gxn[c, h, b * sw + off] += cols[r, base + b]
+                    dst = gxn[c, h]
+                    if sw == 1:
+                        for b in range(b_lo, b_hi):
+                            dst[b + off] += row[base + b]
+                    else:
+                        for b in range(b_lo, b_hi):
+                            dst[b * sw + off] += row[base + b]
 
 
 @kernel
