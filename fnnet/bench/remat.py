@@ -167,6 +167,7 @@ def _subprocess_env(threads):
     # return freed large blocks to the system at once, so the RSS follows the live arrays
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
     env.setdefault("MALLOC_TRIM_THRESHOLD_", "0")
+    env.setdefault("FNNET_KEEP_FREED_MEMORY", "0")  # fnnet's own allocator setting would override these
     return env
 
 
