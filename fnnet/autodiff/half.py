@@ -72,7 +72,8 @@ def call(prim, tape, args, params):
     """Run ``prim`` on arguments of which at least one is a float16 array (or a tracer of one)."""
     values = [a.value if type(a) is Tracer else a for a in args]
     params32 = {k: _param32(v) for k, v in params.items()}
-    out, residuals = prim.fwd(*[widen(v) for v in values], **params32)
+    wide = [widen(v) for v in values]
+    out, residuals = prim.fwd(*wide, **params32)
     out = tuple(narrow(o) for o in out) if prim.num_aux else narrow(out)
     if tape is None:
         return out
@@ -85,7 +86,14 @@ def call(prim, tape, args, params):
         else:
             parents.append(-1)
             shapes.append(None)
-    node = tape.record(adaptor, _map_arrays(narrow, residuals), params32, tuple(parents), tuple(shapes))
+    # A residual that is one of the widened inputs is stored as the original float16 array (no new pass).
+    originals = {id(w): v for w, v in zip(wide, values) if w is not v}
+
+    def store(r):
+        original = originals.get(id(r))
+        return original if original is not None else narrow(r)
+
+    node = tape.record(adaptor, _map_arrays(store, residuals), params32, tuple(parents), tuple(shapes))
     if prim.num_aux:
         return (Tracer(out[0], tape, node), *out[1:])
     return Tracer(out, tape, node)
