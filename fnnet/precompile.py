@@ -51,10 +51,14 @@ def _concrete(shape, batch=2):
     return tuple(batch if (i == 0 and s is None) else s for i, s in enumerate(shape))
 
 
+def _takes_indices(layer, shape):
+    return isinstance(_leaf_layers(layer, shape)[0][0], L.Embedding)
+
+
 def _example(layer, shape, dtype):
     if isinstance(shape[0], tuple):
         return tuple(np.ones(s, dtype) for s in shape)
-    if isinstance(layer, L.Embedding):
+    if _takes_indices(layer, shape):
         return np.zeros(shape, np.int64)
     return np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype=dtype).reshape(shape)
 
@@ -80,7 +84,7 @@ def _exercise(layer, shape, dtype):
             total = total + ops.sum(extra)
         return total
 
-    differentiable_x = not isinstance(layer, L.Embedding)
+    differentiable_x = not _takes_indices(layer, shape)
     grad(loss, argnums=(0, 1) if differentiable_x else 0)(params, x)
     run(params, x, False)
 
@@ -123,29 +127,48 @@ def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer
         workers = os.cpu_count() or 1
     if not kernels.CACHE_ENABLED:
         workers = 1
-    done = set()
-    portable = [i for i, (layer, _) in enumerate(leaves) if _portable(layer)]
-    if workers > 1 and len(portable) > 1:
-        shares = [portable[i::workers] for i in range(workers)]
-        procs = []
+    # Kernels are compiled per signature, not per shape: one layer of each type compiles them all.
+    unique = {}
+    for layer, shape in leaves:
+        unique.setdefault((type(layer), _ndim(shape)), (layer, shape))
+    # Heaviest first (convolutions compile several large kernels), dealt round-robin to the processes.
+    jobs = sorted(unique.values(), key=lambda item: -_COMPILE_COST.get(type(item[0]).__name__, 1))
+    procs = []
+    if workers > 1 and len(jobs) > 1:
+        shares = [jobs[i::workers] for i in range(workers)]
         for share in shares[1:]:
+            portable = [(layer, shape) for layer, shape in share if _portable(layer)]
+            if not portable:
+                continue
             payload = json.dumps({"dtype": np.dtype(dtype).name,
-                                  "layers": [[L.to_config(leaves[i][0]), leaves[i][1]] for i in share]})
+                                  "layers": [[L.to_config(layer), shape] for layer, shape in portable]})
             proc = subprocess.Popen([sys.executable, "-m", "fnnet.precompile"], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             proc.stdin.write(payload)
             proc.stdin.close()
             procs.append(proc)
-        for i in shares[0]:  # this process takes the first share meanwhile
-            _exercise(*leaves[i], dtype)
-            done.add(i)
-        for proc in procs:
-            err = proc.stderr.read()
-            if proc.wait() != 0:
-                raise RuntimeError(f"fnnet.precompile: a worker process failed:\n{err[-2000:]}")
-    for i, (layer, shape) in enumerate(leaves):  # the rest; what the workers compiled loads from the cache
-        if i not in done:
-            _exercise(layer, shape, dtype)
+        jobs = shares[0] + [item for share in shares[1:] for item in share if not _portable(item[0])]
+    for layer, shape in jobs:  # this process's share, while the workers compile theirs
+        _exercise(layer, shape, dtype)
+    _loss_and_optimizer(model, in_shape, dtype, num_classes, optimizer)
+    for proc in procs:
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise RuntimeError(f"fnnet.precompile: a worker process failed:\n{err[-2000:]}")
+    # The whole model once, as training runs it (fused paths included); the workers' kernels load from
+    # the cache here.
+    _exercise(model, in_shape, dtype)
+    return len(leaves)
+
+
+_COMPILE_COST = {"Conv2D": 10, "BatchNorm": 3, "MaxPool2D": 2, "AvgPool2D": 2, "LayerNorm": 2, "Linear": 2}
+
+
+def _ndim(shape):
+    return tuple(len(s) for s in shape) if shape and isinstance(shape[0], tuple) else len(shape)
+
+
+def _loss_and_optimizer(model, in_shape, dtype, num_classes, optimizer):
     out_shape = _concrete(model.out_shape(in_shape))
     if num_classes is not None:
         from . import losses
@@ -156,7 +179,6 @@ def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer
         params = model.init(fnrandom.key(0), _concrete(in_shape), dtype)
         state = optimizer.init(params)
         optimizer.update(tree.zeros_like(params), state, params)
-    return len(leaves)
 
 
 if __name__ == "__main__":  # worker: compile the layers described on stdin
