@@ -28,7 +28,7 @@ import tempfile
 
 import numba
 
-__all__ = ["kernel", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
+__all__ = ["kernel", "share_threads", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
 
 
 def _preload_tbb() -> bool:
@@ -143,6 +143,15 @@ THREADING_LAYER = _choose_threading_layer()
 CACHE_ENABLED = _cache_possible()
 KERNEL_BLAS = _single_threaded_kernel_blas()
 KEEPS_FREED_MEMORY = _keep_freed_memory()
+
+
+def share_threads(python_threads: int) -> int:
+    """In the calling Python thread, let kernels use only its share of the cores: the total divided by
+    ``python_threads`` (at least 1).  Numba's thread count is per calling thread, so Python threads that
+    each launch kernels can split the cores between them instead of oversubscribing.  Returns the count."""
+    count = max(1, numba.config.NUMBA_NUM_THREADS // max(1, python_threads))
+    numba.set_num_threads(count)
+    return count
 
 
 def kernel(fn=None, *, parallel: bool = True, reduction: bool = False):

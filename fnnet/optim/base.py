@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from .. import kernels as K
 from .. import tree
 
 __all__ = [
@@ -280,8 +281,12 @@ def accumulate_gradients(grad_fn, params, batches, weights=None, *, threads=1):
     acc = _Accumulator(where)
     weights = None if weights is None else list(weights)
     if threads > 1:
+        def work(batch):
+            K.share_threads(threads)  # each Python thread's kernels use its share of the cores
+            return grad_fn(params, batch)
+
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            grads_in_order = pool.map(lambda b: grad_fn(params, b), list(batches))  # yields in index order
+            grads_in_order = pool.map(work, list(batches))  # yields in index order
             return _combine(where, acc, grads_in_order, weights)
     return _combine(where, acc, (grad_fn(params, b) for b in batches), weights)
 
