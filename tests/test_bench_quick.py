@@ -16,3 +16,23 @@ def test_remat_quick(capsys):
     assert cnn["activation_tape_ratio"] > 2  # conv activations dwarf the block inputs even at batch 2
     remat.print_table({"mlp": mlp, "cnn": cnn})
     assert "targets:" in capsys.readouterr().out
+
+
+def test_bench_module_runs_end_to_end_in_quick_mode(tmp_path):
+    """`python -m fnnet.bench --quick` runs every workload (numbers meaningless, no timing assertions)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "fnnet.bench", "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results["training"]) == {"mlp", "tiny", "cnn"}
+    assert results["training"]["mlp"]["fnnet"] > 0
+    assert set(results["ops"]) >= {"linear", "conv2d", "max_pool2d", "batch_norm", "softmax_cross_entropy"}
+    assert results["startup"]["fnnet_warm_s"] > 0
+    assert results["memory"]["fnnet_mb"] > 0
+    assert "remat" in results and "scaling" in results
+    assert "== training step" in proc.stdout
