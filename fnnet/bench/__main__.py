@@ -117,12 +117,15 @@ _STARTUP = {
 
 
 def _time_process(code, env):
-    t0 = time.perf_counter()
+    """Seconds from launching a fresh interpreter to the end of ``code`` (the child reports the wall-clock
+    time at which it finished, so interpreter teardown is not counted)."""
+    t0 = time.time()
+    code = f"{code}\nimport time as _t; print('FNNET_BENCH_DONE', _t.time())"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"start-up run failed:\n{proc.stderr[-3000:]}")
-    return elapsed
+    done = [line for line in proc.stdout.splitlines() if line.startswith("FNNET_BENCH_DONE")]
+    return float(done[-1].split()[1]) - t0
 
 
 def run_startup(notes, quick=False):
