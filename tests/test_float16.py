@@ -253,3 +253,18 @@ def test_float16_digits_short_run_is_close_to_float32(tmp_path, capsys):
     assert all(leaf.dtype == np.float32 for leaf in fnnet.tree.leaves(ckpt["params"]))  # master weights
     assert ckpt.metadata["dtype"] == "float16" and ckpt.metadata["loss_scale"] > 0
     assert json.loads((tmp_path / "f16" / "metrics.json").read_text())["dtype"] == "float16"
+
+
+def test_remembered_widening_is_exactly_the_widening_of_the_half_array():
+    from fnnet.autodiff import half
+
+    x = np.random.default_rng(3).standard_normal(10_001).astype(np.float32) * 100
+    h = half.narrow_remembered(x)
+    assert h.dtype == np.float16
+    np.testing.assert_array_equal(h, x.astype(np.float16))
+    w = half.widen(h)  # served from the one-slot cache
+    np.testing.assert_array_equal(w, h.astype(np.float32))
+    copy = h.copy()  # an equal but different array is converted afresh
+    w2 = half.widen(copy)
+    assert w2 is not w
+    np.testing.assert_array_equal(w2, w)

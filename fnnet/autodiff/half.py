@@ -13,6 +13,8 @@ several times faster (``set_converters``).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .tape import Tracer
@@ -23,20 +25,40 @@ SINGLE = np.dtype(np.float32)
 _convert = {
     "widen": lambda a: a.astype(np.float32),
     "narrow": lambda a: a.astype(np.float16),
+    "narrow_both": lambda a: (lambda h: (h, h.astype(np.float32)))(a.astype(np.float16)),
 }
 
+# The last array this thread narrowed, with its exact float32 widening: the next primitive usually widens
+# that very array (a layer's output is the next layer's input), and then needs no conversion pass.
+_recent = threading.local()
 
-def set_converters(widen, narrow) -> None:
-    """Install ``widen(float16 array) -> float32 array`` and ``narrow(float32 array) -> float16 array``."""
-    _convert["widen"], _convert["narrow"] = widen, narrow
+
+def set_converters(widen, narrow, narrow_both) -> None:
+    """Install ``widen(half) -> float32``, ``narrow(float32) -> half`` and ``narrow_both(float32) ->
+    (half, float32 of that half)`` (one pass producing both)."""
+    _convert["widen"], _convert["narrow"], _convert["narrow_both"] = widen, narrow, narrow_both
 
 
 def widen(x):
-    return _convert["widen"](x) if type(x) is np.ndarray and x.dtype == HALF else x
+    if type(x) is not np.ndarray or x.dtype != HALF:
+        return x
+    recent = getattr(_recent, "pair", None)
+    if recent is not None and recent[0] is x:
+        return recent[1]
+    return _convert["widen"](x)
 
 
 def narrow(x):
     return _convert["narrow"](x) if type(x) is np.ndarray and x.dtype == SINGLE else x
+
+
+def narrow_remembered(x):
+    """``narrow(x)``, remembering the exact widening of the result for the next :func:`widen`."""
+    if type(x) is not np.ndarray or x.dtype != SINGLE:
+        return x
+    h, back = _convert["narrow_both"](x)
+    _recent.pair = (h, back)
+    return h
 
 
 def _map_arrays(fn, res):
@@ -65,7 +87,8 @@ class _HalfVJP:
 
     def vjp(self, residuals, g, params, parents=()):
         grads = self.prim.vjp(_map_arrays(widen, residuals), widen(g), params, parents)
-        return tuple(narrow(x) for x in grads)
+        # the first input is the activation whose cotangent the next VJP reads
+        return tuple(narrow_remembered(x) if i == 0 else narrow(x) for i, x in enumerate(grads))
 
 
 def call(prim, tape, args, params):
@@ -73,8 +96,13 @@ def call(prim, tape, args, params):
     values = [a.value if type(a) is Tracer else a for a in args]
     params32 = {k: _param32(v) for k, v in params.items()}
     wide = [widen(v) for v in values]
-    out, residuals = prim.fwd(*wide, **params32)
-    out = tuple(narrow(o) for o in out) if prim.num_aux else narrow(out)
+    out32, residuals = prim.fwd(*wide, **params32)
+    if prim.num_aux:
+        out = (narrow_remembered(out32[0]), *(narrow(o) for o in out32[1:]))
+        main32, main16 = out32[0], out[0]
+    else:
+        out = narrow_remembered(out32)
+        main32, main16 = out32, out
     if tape is None:
         return out
     adaptor = _HalfVJP(prim)
@@ -88,6 +116,7 @@ def call(prim, tape, args, params):
             shapes.append(None)
     # A residual that is one of the widened inputs is stored as the original float16 array (no new pass).
     originals = {id(w): v for w, v in zip(wide, values) if w is not v}
+    originals[id(main32)] = main16  # a saved output is stored as the half output itself
 
     def store(r):
         original = originals.get(id(r))
