@@ -26,7 +26,7 @@ import time
 from .ops import OPS
 
 TRAINING = ("mlp", "tiny", "cnn")
-ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat")
+ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16")
 PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",)}
 
 
@@ -205,6 +205,15 @@ def main(argv=None):
     if "scaling" in workloads:
         print("== scaling: batch size and threads ==")
         results["scaling"] = run_scaling(cfg, notes, args.quick)
+    if "float16" in workloads:
+        print("== float16 storage (mixed precision step) vs float32, median ms; ratio = float16 speed / float32 ==")
+        results["float16"] = {}
+        for w in ("cnn", "mlp"):
+            row, ratios = _interleaved(["fnnet", "fnnet16"], w, cfg, 1 if args.quick else args.rounds)
+            results["float16"][w] = {"float32_ms": row["fnnet"], "float16_ms": row["fnnet16"],
+                                     "speed_ratio": ratios["fnnet16"]}
+            print(f"{w:<6} float32 {_fmt(row['fnnet'])} ms   float16 {_fmt(row['fnnet16'])} ms   "
+                  f"speed {ratios['fnnet16']:.2f}x", flush=True)
     if "remat" in workloads:
         print("== gradient checkpointing (Remat): plain vs remat, memory ratio plain/remat, time ratio remat/plain ==")
         from . import remat

@@ -13,7 +13,7 @@ def _set_threads(framework, threads):
         import torch
 
         torch.set_num_threads(threads)
-    elif framework == "fnnet":
+    elif framework.startswith("fnnet"):
         import numba
 
         import fnnet  # noqa: F401  (threading layer)

@@ -63,6 +63,25 @@ def fnnet_step(workload, batch=None):
     return step
 
 
+def fnnet16_step(workload, batch=None):
+    """The same training step in mixed precision: float16 params/activations in the step, float32 master
+    params, dynamic loss scaling (``fnnet.precision``)."""
+    import fnnet
+    import fnnet.precision as precision
+
+    model = fnnet_model(workload)
+    x, y = data(workload, batch)
+    params = model.init(fnnet.random.key(0), (None, *SHAPES[workload]["in"]))
+    step = precision.make_mixed_precision_train_step(model, fnnet.losses.softmax_cross_entropy, fnnet.optim.sgd(LR))
+    box = {"params": params, "opt": step.init(params)}
+    key = fnnet.random.key(1)
+
+    def run():
+        box["params"], _, box["opt"], _ = step(box["params"], {}, box["opt"], x, y, key)
+
+    return run
+
+
 # ----------------------------------------------------------------------------------------------- torch
 def torch_step(workload, batch=None):
     import torch
@@ -162,4 +181,4 @@ def jax_step(workload, batch=None):
     return step
 
 
-BUILDERS = {"fnnet": fnnet_step, "torch": torch_step, "numpy": numpy_step, "jax": jax_step}
+BUILDERS = {"fnnet": fnnet_step, "fnnet16": fnnet16_step, "torch": torch_step, "numpy": numpy_step, "jax": jax_step}
