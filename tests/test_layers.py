@@ -356,3 +356,22 @@ def test_sequential_fuses_linear_relu_bitwise_identically():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"1 \(ReLU\): params do not match"):
         fused.apply({**params, "1": {"w": np.zeros(1)}}, x)
+
+
+def test_sequential_fuses_conv_relu_bitwise_identically():
+    model = L.Sequential([L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Linear(2)])
+    assert model._fuse_relu[:2] == (True, False)
+    x = np.random.default_rng(1).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    params = model.init(KEY, x)
+
+    def unfused(p, xv):
+        h = xv
+        for name, layer in zip(model.child_names, model.layers):
+            h = layer.apply(p[name], h)
+        return h
+
+    np.testing.assert_array_equal(model.apply(params, x), unfused(params, x))
+    g1 = fnnet.grad(lambda p: ops.sum(model.apply(p, x)))(params)
+    g2 = fnnet.grad(lambda p: ops.sum(unfused(p, x)))(params)
+    for a, b in zip(fnnet.tree.leaves(g1), fnnet.tree.leaves(g2)):
+        np.testing.assert_array_equal(a, b)

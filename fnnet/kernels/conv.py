@@ -172,8 +172,8 @@ def _col2im_add(cols, gxn, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow):
 
 
 @kernel
-def conv2d_fwd(x, w3, b, has_bias, sh, sw, pad_top, pad_left, dh, dw, kh, kw, oh, ow):
-    """y = conv(x, w) (+ b): ``(N, O, oh, ow)``."""
+def conv2d_fwd(x, w3, b, has_bias, relu, sh, sw, pad_top, pad_left, dh, dw, kh, kw, oh, ow):
+    """y = conv(x, w) (+ b) (then max(., 0) when ``relu``): ``(N, O, oh, ow)``."""
     N, C, H, W = x.shape
     groups, og, kg = w3.shape
     L = oh * ow
@@ -189,11 +189,12 @@ def conv2d_fwd(x, w3, b, has_bias, sh, sw, pad_top, pad_left, dh, dw, kh, kw, oh
         cols3 = cols.reshape(groups, kg, L)
         for g in range(groups):
             np.dot(w3[g], cols3[g], y[n, g])
-            if has_bias:
+            if has_bias or relu:  # bias and ReLU on the rows just written, while they are in cache
                 for o in range(og):
-                    bo = b[g * og + o]
+                    bo = b[g * og + o] if has_bias else 0.0
                     for l in range(L):
-                        y[n, g, o, l] += bo
+                        v = y[n, g, o, l] + bo
+                        y[n, g, o, l] = v if (v > 0 or not relu) else 0.0
     return y.reshape(N, groups * og, oh, ow)
 
 

@@ -16,6 +16,7 @@ from .. import random as fnrandom
 from . import recording
 from .activation import ReLU
 from .base import USER_ERRORS, Layer, as_shape, check_params, child_errors, positive_int, register, with_path
+from .conv import Conv2D
 from .dense import Linear
 
 __all__ = ["Sequential", "Parallel", "FanOut", "FanInSum", "FanInConcat", "Residual"]
@@ -73,9 +74,9 @@ class Sequential(_Container):
         layers: sequence of layers.
         names: optional distinct names for the children (default ``"0"``, ``"1"``, ...).
 
-    A ``Linear`` directly followed by a ``ReLU`` runs as one fused kernel (bias and ReLU inside the
-    matrix-product kernel, forward and backward); the result is bit-identical to running them one after
-    the other.  Fusion is skipped while activations are being recorded, so every layer is observed.
+    A ``Linear`` or ``Conv2D`` directly followed by a ``ReLU`` runs as one fused kernel (bias and ReLU
+    inside the matrix-product or convolution kernel); the result is bit-identical to running them one
+    after the other.  Fusion is skipped while activations are being recorded, so every layer is observed.
 
     Example::
 
@@ -89,7 +90,7 @@ class Sequential(_Container):
     def __attrs_post_init__(self):
         super().__attrs_post_init__()
         layers = self.layers
-        fuse = tuple(type(a) is Linear and type(b) is ReLU for a, b in zip(layers, layers[1:])) + (False,)
+        fuse = tuple(type(a) in (Linear, Conv2D) and type(b) is ReLU for a, b in zip(layers, layers[1:])) + (False,)
         object.__setattr__(self, "_fuse_relu", fuse[: len(layers)])
 
     def init(self, key, in_shape, dtype=np.float32):

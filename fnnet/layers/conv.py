@@ -126,7 +126,14 @@ class Conv2D(Layer):
         return params
 
     def forward(self, params, x, *, key=None, train=False):
+        return self._conv(params, x, None)
+
+    def apply_relu(self, params, x):
+        """``relu(apply(params, x))`` in one fused kernel (used by ``Sequential`` for Conv2D -> ReLU)."""
+        return self._conv(params, x, "relu")
+
+    def _conv(self, params, x, activation):
         check_params("Conv2D", params, ("weight", "bias") if self.use_bias else ("weight",))
         self.out_shape(tuple(x.shape))
         return ops.conv2d(x, params["weight"], params.get("bias"), stride=self.stride, padding=self.padding,
-                          dilation=self.dilation, groups=self.groups)
+                          dilation=self.dilation, groups=self.groups, activation=activation)

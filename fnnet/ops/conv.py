@@ -174,7 +174,7 @@ def conv2d_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=
 # ------------------------------------------------------------------------------- the primitive
 
 
-def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw):
+def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw, relu=False):
     x = contiguous(x)
     w = contiguous(weight)
     o, cg, kh, kw = w.shape
@@ -182,14 +182,16 @@ def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw)
     w3 = w.reshape(groups, o // groups, cg * kh * kw)
     has_bias = bias is not None
     b = contiguous(bias) if has_bias else np.zeros(0, x.dtype)
-    y = K.conv2d_fwd(x, w3, b, has_bias, stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1],
+    y = K.conv2d_fwd(x, w3, b, has_bias, relu, stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1],
                      kh, kw, out_hw[0], out_hw[1])
-    return y, (x, w3, w.shape, has_bias)
+    return y, (x, w3, w.shape, has_bias, y if relu else None)
 
 
-def _conv2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw):
-    x, w3, w_shape, has_bias = res
+def _conv2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw, relu=False):
+    x, w3, w_shape, has_bias, y = res
     g = contiguous(g)
+    if relu:  # the fused ReLU's backward: zero where the output was clipped
+        g = K.relu_bwd(y.reshape(-1), g.reshape(-1)).reshape(g.shape)
     kh, kw = w_shape[2], w_shape[3]
     geometry = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], kh, kw)
     # The input gradient is skipped when x is not traced (a network's first layer sees the data).
@@ -201,7 +203,7 @@ def _conv2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw):
 _conv2d = primitive("conv2d", _conv2d_fwd, _conv2d_bwd, argnames=("x", "weight", "bias"), input_mask=True)
 
 
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None):
     """2-D cross-correlation over NCHW images, like ``torch.nn.functional.conv2d``.
 
     ``y[n, o, i, j] = bias[o] + sum_{c, a, b} weight[o, c, a, b] *
@@ -217,6 +219,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
             puts the extra row/column at the bottom/right, as PyTorch and TensorFlow do.
         dilation: int or ``(dh, dw)``, positive.
         groups: positive int dividing both C and out_ch; ``groups == C`` is a depthwise convolution.
+        activation: None or ``"relu"``, applied in the same kernel pass as the bias (forward and backward).
 
     Returns:
         ``(N, out_ch, out_h, out_w)`` with ``out_h = conv_output_size(H, kh, sh, padding, dh)``.
@@ -239,4 +242,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: bias must have shape ({ws[0]},) (out_ch of weight {ws}), got {value(bias).shape}")
     if min(xs) == 0:
         raise ValueError(f"{op}: x must not be empty, got shape {xs}")
-    return _conv2d(x, weight, bias, stride=st, pad_top=top, pad_left=left, dilation=dil, out_hw=out_shape[2:])
+    if activation not in (None, "relu"):
+        raise ValueError(f"conv2d: activation must be None or 'relu', got {activation!r}")
+    return _conv2d(x, weight, bias, stride=st, pad_top=top, pad_left=left, dilation=dil, out_hw=out_shape[2:],
+                   relu=activation == "relu")

@@ -30,3 +30,11 @@ CASES = [
     _row("batch1-odd", (1, 2, 7, 5), (3, 2, 3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2)),
     _row("valid-kernel-equals-input", (2, 2, 3, 4), (3, 2, 3, 4), padding="valid"),
 ]
+
+CASES.append(OpCase(
+    "conv2d-relu-fused",
+    lambda x, w, b: ops.conv2d(x, w, b, padding=1, activation="relu"),
+    (rand(2, 3, 5, 5, seed=11), rand(4, 3, 3, 3, seed=12), rand(4, seed=13, away_from=(0.0,))),
+    ("conv2d",),
+    torch_ref=lambda x, w, b: __import__("torch").nn.functional.conv2d(x, w, b, padding=1).relu(),
+))
