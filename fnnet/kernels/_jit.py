@@ -158,7 +158,7 @@ def kernel(fn=None, *, parallel: bool = True, reduction: bool = False):
     """Compile ``fn`` the fnnet way: nopython, nogil, cached, numpy error model.
 
     ``reduction=True`` adds ``fastmath={'reassoc', 'contract'}`` so float sums vectorise; it keeps
-    ``np.isnan`` working (unlike ``fastmath=True``).  Summation order is still fixed by the kernel's
+    ``np.isnan`` working (full fast-math would not).  Summation order is still fixed by the kernel's
     chunking, so results do not depend on the thread count.
     """
     options = dict(parallel=parallel, nogil=True, cache=CACHE_ENABLED, error_model="numpy")
