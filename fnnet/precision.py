@@ -45,7 +45,7 @@ import attrs
 import numpy as np
 
 from . import ops, optim, tree
-from .autodiff import Tracer, half, value_and_grad
+from .autodiff import Tracer, half, primitive, value_and_grad
 from .train import accuracy
 
 __all__ = ["Policy", "DynamicLossScale", "MixedPrecisionState", "MixedPrecisionTrainStep", "cast",
@@ -66,36 +66,24 @@ def _convert(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return a.astype(dtype)
 
 
-class _CastVJP:
-    """Tape entry of a cast: the cotangent goes back to the input's dtype."""
-
-    __slots__ = ()
-    name = "cast"
-
-    def argname(self, i):
-        return "x"
-
-    def vjp(self, residuals, g, params, parents=()):
-        return (_convert(np.asarray(g), params["from_dtype"]),)
+def _cast_fwd(x, *, dtype, from_dtype):
+    return _convert(x, dtype), None
 
 
-_CAST_VJP = _CastVJP()
+def _cast_bwd(res, g, *, dtype, from_dtype):
+    return (_convert(np.asarray(g), from_dtype),)  # the cotangent goes back to the input's dtype
+
+
+# raw_dtypes: float16 inputs must reach the cast as float16 (other primitives see them widened).
+_cast = primitive("cast", _cast_fwd, _cast_bwd, argnames=("x",), raw_dtypes=True)
 
 
 def _cast_leaf(x, dtype):
-    if type(x) is Tracer:
-        if x.value.dtype == dtype or x.value.dtype.type not in _FLOAT_TYPES:
-            return x
-        if not x.tape.active:
-            raise RuntimeError("fnnet.precision.cast: got a traced value from a grad call that has already "
-                               "returned; return plain values from differentiated functions")
-        out = _convert(x.value, dtype)
-        node = x.tape.record(_CAST_VJP, None, {"from_dtype": x.value.dtype}, (x.node,), (x.value.shape,))
-        return Tracer(out, x.tape, node)
-    if isinstance(x, np.ndarray) and x.dtype.type in _FLOAT_TYPES:
-        return _convert(x, dtype)
-    if isinstance(x, np.floating):
-        return dtype.type(x)
+    v = x.value if type(x) is Tracer else x
+    if isinstance(v, np.ndarray) and v.dtype.type in _FLOAT_TYPES:
+        return x if v.dtype == dtype else _cast(x, dtype=dtype, from_dtype=v.dtype)
+    if isinstance(v, np.floating):
+        return dtype.type(v)
     return x
 
 

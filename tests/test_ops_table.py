@@ -13,6 +13,7 @@ from .cases import ALL_CASES
 # Primitives exercised by dedicated test files instead of the table, with where.
 TESTED_ELSEWHERE = {
     "checkpoint": "tests/test_autodiff.py::test_checkpoint_*",
+    "cast": "tests/test_float16.py::test_cast_touches_only_floating_leaves_and_is_differentiable",
 }
 
 ids = [c.id for c in ALL_CASES]

@@ -84,17 +84,20 @@ class Primitive:
         input_mask: when True, ``bwd`` also receives ``needs``, a tuple of bools (one per positional
             input, True where a cotangent is wanted), so it can skip work for inputs that are not traced
             (e.g. the input gradient of a network's first layer).  Unneeded cotangents may be None.
+        raw_dtypes: when True, float16 inputs reach ``fwd`` as they are instead of being widened to float32
+            (for ops that handle dtypes themselves, such as casts; see ``fnnet.autodiff.half``).
     """
 
-    __slots__ = ("name", "fwd", "bwd", "argnames", "num_aux", "input_mask")
+    __slots__ = ("name", "fwd", "bwd", "argnames", "num_aux", "input_mask", "raw_dtypes")
 
-    def __init__(self, name, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False):
+    def __init__(self, name, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False, raw_dtypes=False):
         self.name = name
         self.fwd = fwd
         self.bwd = bwd
         self.argnames = tuple(argnames) if argnames is not None else None
         self.num_aux = num_aux
         self.input_mask = input_mask
+        self.raw_dtypes = raw_dtypes
 
     def defvjp(self, bwd):
         """Set the VJP rule ``bwd(residuals, g, **params) -> tuple of cotangents``; returns ``bwd``."""
@@ -133,7 +136,7 @@ class Primitive:
                 is_half = is_half or a.value.dtype == half.HALF
             elif t is np.ndarray and a.dtype == half.HALF:
                 is_half = True
-        if is_half:
+        if is_half and not self.raw_dtypes:
             if tape is not None:
                 _check_tapes(self.name, tape, args)
             return half.call(self, tape, args, params)
@@ -186,7 +189,8 @@ def _raise_foreign_tracer(name, tracer, tape):
     )
 
 
-def primitive(name: str, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False, override=False) -> Primitive:
+def primitive(name: str, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False, raw_dtypes=False,
+              override=False) -> Primitive:
     """Create and register a differentiable op.  See the module docstring for an example.
 
     Raises:
@@ -199,7 +203,8 @@ def primitive(name: str, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=
             f"fnnet.primitive: an op named {name!r} is already registered; choose another name or pass "
             "override=True"
         )
-    prim = Primitive(name, fwd, bwd, argnames=argnames, num_aux=num_aux, input_mask=input_mask)
+    prim = Primitive(name, fwd, bwd, argnames=argnames, num_aux=num_aux, input_mask=input_mask,
+                     raw_dtypes=raw_dtypes)
     _REGISTRY[name] = prim
     return prim
 
