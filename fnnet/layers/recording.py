@@ -56,6 +56,22 @@ class ActivationRecorder:
     def push(self, name):
         self._path.append(str(name))
 
+    @property
+    def path(self) -> tuple:
+        """The layer path currently being run (container names from the root)."""
+        return tuple(self._path)
+
+    @contextlib.contextmanager
+    def at_path(self, path):
+        """Record as if running at ``path`` inside the block (used when a layer's forward is re-run during
+        the backward, where the container path stack is empty)."""
+        saved = self._path
+        self._path = list(path)
+        try:
+            yield
+        finally:
+            self._path = saved
+
     def pop(self, layer, y):
         path = "/".join(self._path)
         self._path.pop()

@@ -49,12 +49,8 @@ def _recording_path(recorder, path):
     if recorder is None or recording.current() is not recorder:
         yield
         return
-    saved = recorder._path
-    recorder._path = list(path)
-    try:
+    with recorder.at_path(path):
         yield
-    finally:
-        recorder._path = saved
 
 
 def _name_wrapped_layer(error, layer):
@@ -113,7 +109,7 @@ class Remat(Layer):
     def apply(self, params, x, *, state=None, key=None, train=False):
         layer = self.block
         recorder = recording.current()
-        path = () if recorder is None else tuple(recorder._path)
+        path = () if recorder is None else recorder.path
 
         def run(p, xv, s, k):
             with _recording_path(recorder, path):
