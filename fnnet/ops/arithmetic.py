@@ -64,32 +64,26 @@ def _subtract_bwd(res, g):
 _subtract = primitive("subtract", _subtract_fwd, _subtract_bwd, argnames=("a", "b"))
 
 
-def _multiply_fwd(a, b):
-    fa, fb, sa, sb, n, shape = _operands(a, b)
-    return K.multiply_fwd(fa, fb, sa, sb, n).reshape(shape), (fa, fb, sa, sb)
+def _with_operand_residuals(name, fwd_kernel, bwd_kernel, *bwd_args):
+    """Register a binary op whose VJP kernel reads both (flat) operands: ``bwd_kernel(fa, fb, g, sa, sb,
+    *bwd_args) -> (ga, gb)``, each in the broadcast output's shape."""
+
+    def fwd(a, b):
+        fa, fb, sa, sb, n, shape = _operands(a, b)
+        return fwd_kernel(fa, fb, sa, sb, n).reshape(shape), (fa, fb, sa, sb)
+
+    def bwd(res, g):
+        fa, fb, sa, sb = res
+        ga, gb = bwd_kernel(fa, fb, contiguous(g).reshape(-1), sa, sb, *bwd_args)
+        return ga.reshape(g.shape), gb.reshape(g.shape)
+
+    return primitive(name, fwd, bwd, argnames=("a", "b"))
 
 
-def _multiply_bwd(res, g):
-    fa, fb, sa, sb = res
-    ga, gb = K.multiply_bwd(fa, fb, contiguous(g).reshape(-1), sa, sb)
-    return ga.reshape(g.shape), gb.reshape(g.shape)
-
-
-_multiply = primitive("multiply", _multiply_fwd, _multiply_bwd, argnames=("a", "b"))
-
-
-def _divide_fwd(a, b):
-    fa, fb, sa, sb, n, shape = _operands(a, b)
-    return K.divide_fwd(fa, fb, sa, sb, n).reshape(shape), (fa, fb, sa, sb)
-
-
-def _divide_bwd(res, g):
-    fa, fb, sa, sb = res
-    ga, gb = K.divide_bwd(fa, fb, contiguous(g).reshape(-1), sa, sb)
-    return ga.reshape(g.shape), gb.reshape(g.shape)
-
-
-_divide = primitive("divide", _divide_fwd, _divide_bwd, argnames=("a", "b"))
+_multiply = _with_operand_residuals("multiply", K.multiply_fwd, K.multiply_bwd)
+_divide = _with_operand_residuals("divide", K.divide_fwd, K.divide_bwd)
+_maximum = _with_operand_residuals("maximum", K.maximum_fwd, K.select_bwd, True)
+_minimum = _with_operand_residuals("minimum", K.minimum_fwd, K.select_bwd, False)
 
 
 def _power_fwd(a, b):
@@ -105,29 +99,6 @@ def _power_bwd(res, g):
 
 
 _power = primitive("power", _power_fwd, _power_bwd, argnames=("a", "b"))
-
-
-def _maximum_fwd(a, b):
-    fa, fb, sa, sb, n, shape = _operands(a, b)
-    return K.maximum_fwd(fa, fb, sa, sb, n).reshape(shape), (fa, fb, sa, sb)
-
-
-def _minimum_fwd(a, b):
-    fa, fb, sa, sb, n, shape = _operands(a, b)
-    return K.minimum_fwd(fa, fb, sa, sb, n).reshape(shape), (fa, fb, sa, sb)
-
-
-def _select_bwd(pick_larger):
-    def bwd(res, g):
-        fa, fb, sa, sb = res
-        ga, gb = K.select_bwd(fa, fb, contiguous(g).reshape(-1), sa, sb, pick_larger)
-        return ga.reshape(g.shape), gb.reshape(g.shape)
-
-    return bwd
-
-
-_maximum = primitive("maximum", _maximum_fwd, _select_bwd(True), argnames=("a", "b"))
-_minimum = primitive("minimum", _minimum_fwd, _select_bwd(False), argnames=("a", "b"))
 
 
 def _where_fwd(cond, a, b):

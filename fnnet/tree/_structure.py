@@ -1,22 +1,4 @@
-"""Pytree utilities: nested dict / list / tuple containers of leaves.
-
-A *tree* is a nested structure of ``dict``, ``list`` and ``tuple`` nodes (namedtuples and dict/list/tuple
-subclasses are nodes too and keep their type). Everything else (numpy arrays, Python scalars, arbitrary
-objects such as autodiff tracers) is a *leaf*. ``None`` is an empty subtree: it has no leaves and is kept
-as ``None`` by :func:`map`.
-
-Flatten order is depth first; dict children are visited in sorted key order, so two dicts with the same
-keys flatten identically whatever their insertion order. Paths name a leaf by its keys and indices joined
-with ``"/"``, e.g. ``"layers/0/weight"`` (a dict key containing ``"/"`` makes :func:`get` ambiguous).
-
-Example::
-
-    >>> params = {"weight": np.ones((2, 3)), "bias": np.zeros(3)}
-    >>> structure(params)
-    {'bias': *, 'weight': *}
-    >>> paths(params)
-    ['bias', 'weight']
-"""
+"""Tree structure: flatten / unflatten, treedefs, map, paths and lookup (see the package docstring)."""
 
 from __future__ import annotations
 
