@@ -21,6 +21,16 @@ __all__ = [
 ]
 
 
+@kernel(parallel=False)
+def _row_max(x, i):
+    """max of row ``i`` of ``x (rows, n)``, n > 0 (the shift that keeps exp from overflowing)."""
+    m = x[i, 0]
+    for j in range(1, x.shape[1]):
+        if x[i, j] > m:
+            m = x[i, j]
+    return m
+
+
 @kernel(reduction=True)
 def softmax_fwd(x):
     """``y[i] = exp(x[i] - max x[i]) / sum(...)``; ``x``/``y (rows, n)``."""
@@ -29,10 +39,7 @@ def softmax_fwd(x):
     for i in prange(rows):
         if n == 0:
             continue
-        m = x[i, 0]
-        for j in range(1, n):
-            if x[i, j] > m:
-                m = x[i, j]
+        m = _row_max(x, i)
         s = 0.0
         for j in range(n):
             e = np.exp(x[i, j] - m)
@@ -66,10 +73,7 @@ def log_softmax_fwd(x):
     for i in prange(rows):
         if n == 0:
             continue
-        m = x[i, 0]
-        for j in range(1, n):
-            if x[i, j] > m:
-                m = x[i, j]
+        m = _row_max(x, i)
         s = 0.0
         for j in range(n):
             s += np.exp(x[i, j] - m)
@@ -102,10 +106,7 @@ def logsumexp_fwd(x):
         if n == 0:
             out[i] = -np.inf
             continue
-        m = x[i, 0]
-        for j in range(1, n):
-            if x[i, j] > m:
-                m = x[i, j]
+        m = _row_max(x, i)
         if np.isinf(m):
             out[i] = m
             continue
@@ -139,10 +140,7 @@ def softmax_cross_entropy_fwd(x, labels):
     probs = np.empty_like(x)
     losses64 = np.empty(rows, dtype=np.float64)
     for i in prange(rows):
-        m = x[i, 0]
-        for j in range(1, n):
-            if x[i, j] > m:
-                m = x[i, j]
+        m = _row_max(x, i)
         s = 0.0
         for j in range(n):
             e = np.exp(x[i, j] - m)
@@ -186,10 +184,7 @@ def softmax_cross_entropy_probs_fwd(x, t):
     for i in prange(rows):
         if n == 0:
             continue
-        m = x[i, 0]
-        for j in range(1, n):
-            if x[i, j] > m:
-                m = x[i, j]
+        m = _row_max(x, i)
         s = 0.0
         for j in range(n):
             s += np.exp(x[i, j] - m)
