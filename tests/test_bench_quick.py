@@ -34,5 +34,6 @@ def test_bench_module_runs_end_to_end_in_quick_mode(tmp_path):
     assert set(results["ops"]) >= {"linear", "conv2d", "max_pool2d", "batch_norm", "softmax_cross_entropy"}
     assert results["startup"]["fnnet_warm_s"] > 0
     assert results["memory"]["fnnet_mb"] > 0
-    assert "remat" in results and "scaling" in results
+    assert "remat" in results and "scaling" in results and "float16" in results
+    assert results["threads"]["speedup"] > 0
     assert "== training step" in proc.stdout

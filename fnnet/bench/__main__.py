@@ -26,7 +26,7 @@ import time
 from .ops import OPS
 
 TRAINING = ("mlp", "tiny", "cnn")
-ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16")
+ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16", "threads")
 PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",)}
 
 
@@ -65,13 +65,14 @@ def _ratio(a, b):
 
 def _interleaved(frameworks, workload, cfg, rounds):
     """Median time per framework over ``rounds`` interleaved runs (A B C A B C ...), so slow drifts of a
-    shared machine hit every framework alike; also the median of the per-round ratios to fnnet."""
+    shared machine hit every framework alike; also the median of the per-round ratios first / other."""
     times = {f: [] for f in frameworks}
     for _ in range(rounds):
         for f in frameworks:
             times[f].append(_worker(f, workload, **cfg)["ms"])
     row = {f: statistics.median(v) for f, v in times.items()}
-    ratios = {f: statistics.median([a / b for a, b in zip(times["fnnet"], times[f])]) for f in frameworks if f != "fnnet"}
+    first = frameworks[0]
+    ratios = {f: statistics.median([a / b for a, b in zip(times[first], times[f])]) for f in frameworks[1:]}
     return row, ratios
 
 
@@ -214,6 +215,13 @@ def main(argv=None):
                                      "speed_ratio": ratios["fnnet16"]}
             print(f"{w:<6} float32 {_fmt(row['fnnet'])} ms   float16 {_fmt(row['fnnet16'])} ms   "
                   f"speed {ratios['fnnet16']:.2f}x", flush=True)
+    if "threads" in workloads:
+        print("== gradient of 4 micro-batches (mlp, 256 examples): 1 vs 2 Python threads, median ms ==")
+        row, ratios = _interleaved(["fnnet_accum1", "fnnet_accum2"], "mlp", cfg, 1 if args.quick else args.rounds)
+        speedup = ratios["fnnet_accum2"]  # serial time / threaded time
+        results["threads"] = {"serial_ms": row["fnnet_accum1"], "threads2_ms": row["fnnet_accum2"], "speedup": speedup}
+        print(f"serial {_fmt(row['fnnet_accum1'])} ms   2 threads {_fmt(row['fnnet_accum2'])} ms   "
+              f"speed-up {speedup:.2f}x", flush=True)
     if "remat" in workloads:
         print("== gradient checkpointing (Remat): plain vs remat, memory ratio plain/remat, time ratio remat/plain ==")
         from . import remat

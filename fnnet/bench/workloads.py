@@ -82,6 +82,28 @@ def fnnet16_step(workload, batch=None):
     return run
 
 
+def _accumulation_step(workload, batch, threads):
+    """Gradient of ``batch`` examples as 4 micro-batches, combined by ``fnnet.optim.accumulate_gradients``
+    in ``threads`` Python threads (the result is the same bits for any thread count)."""
+    import fnnet
+
+    model = fnnet_model(workload)
+    x, y = data(workload, batch or 4 * SHAPES[workload]["batch"] // 2)
+    params = model.init(fnnet.random.key(0), (None, *SHAPES[workload]["in"]))
+    grad_fn = fnnet.grad(lambda p, b: fnnet.losses.softmax_cross_entropy(model.apply(p, b[0]), b[1]))
+    size = len(x) // 4
+    micro = [(x[i:i + size], y[i:i + size]) for i in range(0, 4 * size, size)]
+    return lambda: fnnet.optim.accumulate_gradients(grad_fn, params, micro, threads=threads)
+
+
+def fnnet_accumulate_serial(workload, batch=None):
+    return _accumulation_step(workload, batch, 1)
+
+
+def fnnet_accumulate_threads(workload, batch=None):
+    return _accumulation_step(workload, batch, 2)
+
+
 # ----------------------------------------------------------------------------------------------- torch
 def torch_step(workload, batch=None):
     import torch
@@ -181,4 +203,5 @@ def jax_step(workload, batch=None):
     return step
 
 
-BUILDERS = {"fnnet": fnnet_step, "fnnet16": fnnet16_step, "torch": torch_step, "numpy": numpy_step, "jax": jax_step}
+BUILDERS = {"fnnet": fnnet_step, "fnnet16": fnnet16_step, "fnnet_accum1": fnnet_accumulate_serial,
+            "fnnet_accum2": fnnet_accumulate_threads, "torch": torch_step, "numpy": numpy_step, "jax": jax_step}
