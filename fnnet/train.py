@@ -17,9 +17,45 @@ import numpy as np
 
 from . import datasets, optim
 from . import random as fnrandom
+from . import tree
 from .autodiff import value_and_grad
 
-__all__ = ["make_train_step", "run_epoch", "predict", "evaluate", "accuracy"]
+__all__ = ["make_train_step", "run_epoch", "predict", "evaluate", "accuracy", "NonFiniteError"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A training step produced a NaN or infinite loss or gradient (raised before the update is applied)."""
+
+
+def _is_finite(a) -> bool:
+    """True when every element of ``a`` is finite: one summing pass (a NaN or inf anywhere makes the sum
+    non-finite), confirmed elementwise only when the sum overflowed."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum(dtype=np.float64)):
+            return True
+    return bool(np.isfinite(a).all())
+
+
+def check_finite_step(loss, grads) -> None:
+    """Raise :class:`NonFiniteError` naming the loss, or the first gradient path, that is NaN or infinite."""
+    if not _is_finite(loss):
+        raise NonFiniteError(
+            f"train step: the loss is {float(np.asarray(loss))}; the update was not applied.  Look for a NaN or "
+            "inf in the batch, a log of 0, or a learning rate that is too large (fnnet.check_finite() names the "
+            "first op that produced it); pass check_finite=False to make_train_step to train on regardless"
+        )
+    for path, g in zip(tree.paths(grads), tree.leaves(grads)):
+        if not _is_finite(g):
+            g = np.asarray(g)
+            raise NonFiniteError(
+                f"train step: the gradient of the param {path!r} has {int(np.isnan(g).sum())} NaN and "
+                f"{int(np.isinf(g).sum())} inf value(s) while the loss is finite ({float(np.asarray(loss))}); the "
+                "update was not applied.  Run the step inside fnnet.check_finite() to find the op that produced "
+                "it; pass check_finite=False to make_train_step to train on regardless"
+            )
 
 
 def accuracy(logits, labels) -> float:
@@ -37,13 +73,19 @@ def _forward(model, params, state, x, key, train):
     return model.apply(params, x, key=key, train=train), state
 
 
-def make_train_step(model, loss_fn, optimizer):
+def make_train_step(model, loss_fn, optimizer, *, check_finite=True):
     """Build ``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)``.
 
     Args:
         model: a layer (usually a ``Sequential``).
         loss_fn: ``loss_fn(outputs, y) -> scalar``, e.g. ``fnnet.losses.softmax_cross_entropy``.
         optimizer: an ``fnnet.optim`` gradient transformation.
+        check_finite: when True (the default), a NaN or infinite loss or gradient raises
+            :class:`NonFiniteError` on the step where it first appears, before the update, so a diverging
+            run is never silent.  Costs one summing pass over the gradients.
+
+    Raises:
+        NonFiniteError: see ``check_finite``.
 
     ``metrics`` holds the batch ``loss`` and ``accuracy`` (argmax of the outputs against integer ``y``).
     ``state`` is the model state tree (``{}``-like for stateless models) and is returned updated.
@@ -57,6 +99,8 @@ def make_train_step(model, loss_fn, optimizer):
 
     def step(params, state, opt_state, x, y, key):
         (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
+        if check_finite:
+            check_finite_step(loss, grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optim.apply_updates(params, updates)
         metrics = {"loss": float(loss)}
@@ -83,8 +127,11 @@ def run_epoch(step, params, state, opt_state, x, y, key, *, batch_size=64, shuff
     order = list(datasets.batches(shuffle_key, len(x), batch_size, shuffle=shuffle, drop_last=drop_last))
     keys = fnrandom.split(step_key, max(len(order), 1))
     totals, count = {}, 0
-    for idx, k in zip(order, keys):
-        params, state, opt_state, metrics = step(params, state, opt_state, x[idx], y[idx], k)
+    for batch, (idx, k) in enumerate(zip(order, keys)):
+        try:
+            params, state, opt_state, metrics = step(params, state, opt_state, x[idx], y[idx], k)
+        except NonFiniteError as error:
+            raise NonFiniteError(f"batch {batch} of {len(order)}: {error}") from None
         for name, v in metrics.items():
             totals[name] = totals.get(name, 0.0) + v * len(idx)
         count += len(idx)

@@ -9,11 +9,13 @@ computes and accumulates in float32.
 
 The conversions default to numpy's ``astype``; ``fnnet.ops`` installs Numba conversion kernels that are
 several times faster (``set_converters``).
+
+Nothing is cached between calls: every float16 input is widened afresh, so an array changed in place (through
+a view, ``fill``, ``out=``, ``/=``) is always read as it is now.  (An earlier one-slot cache of the last
+narrowed array, keyed by identity, served stale values after in-place changes.)
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 
@@ -25,40 +27,22 @@ SINGLE = np.dtype(np.float32)
 _convert = {
     "widen": lambda a: a.astype(np.float32),
     "narrow": lambda a: a.astype(np.float16),
-    "narrow_both": lambda a: (lambda h: (h, h.astype(np.float32)))(a.astype(np.float16)),
 }
 
-# The last array this thread narrowed, with its exact float32 widening: the next primitive usually widens
-# that very array (a layer's output is the next layer's input), and then needs no conversion pass.
-_recent = threading.local()
 
-
-def set_converters(widen, narrow, narrow_both) -> None:
-    """Install ``widen(half) -> float32``, ``narrow(float32) -> half`` and ``narrow_both(float32) ->
-    (half, float32 of that half)`` (one pass producing both)."""
-    _convert["widen"], _convert["narrow"], _convert["narrow_both"] = widen, narrow, narrow_both
+def set_converters(widen, narrow) -> None:
+    """Install ``widen(half) -> float32`` and ``narrow(float32) -> half``."""
+    _convert["widen"], _convert["narrow"] = widen, narrow
 
 
 def widen(x):
     if type(x) is not np.ndarray or x.dtype != HALF:
         return x
-    recent = getattr(_recent, "pair", None)
-    if recent is not None and recent[0] is x:
-        return recent[1]
     return _convert["widen"](x)
 
 
 def narrow(x):
     return _convert["narrow"](x) if type(x) is np.ndarray and x.dtype == SINGLE else x
-
-
-def narrow_remembered(x):
-    """``narrow(x)``, remembering the exact widening of the result for the next :func:`widen`."""
-    if type(x) is not np.ndarray or x.dtype != SINGLE:
-        return x
-    h, back = _convert["narrow_both"](x)
-    _recent.pair = (h, back)
-    return h
 
 
 def _map_arrays(fn, res):
@@ -87,8 +71,7 @@ class _HalfVJP:
 
     def vjp(self, residuals, g, params, parents=()):
         grads = self.prim.vjp(_map_arrays(widen, residuals), widen(g), params, parents)
-        # the first input is the activation whose cotangent the next VJP reads
-        return tuple(narrow_remembered(x) if i == 0 else narrow(x) for i, x in enumerate(grads))
+        return tuple(narrow(x) for x in grads)
 
 
 def call(prim, tape, args, params):
@@ -98,10 +81,10 @@ def call(prim, tape, args, params):
     wide = [widen(v) for v in values]
     out32, residuals = prim.fwd(*wide, **params32)
     if prim.num_aux:
-        out = (narrow_remembered(out32[0]), *(narrow(o) for o in out32[1:]))
+        out = tuple(narrow(o) for o in out32)
         main32, main16 = out32[0], out[0]
     else:
-        out = narrow_remembered(out32)
+        out = narrow(out32)
         main32, main16 = out32, out
     if tape is None:
         return out

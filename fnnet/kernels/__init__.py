@@ -4,7 +4,7 @@ from ._jit import CACHE_ENABLED, THREADING_LAYER, kernel, share_threads  # noqa:
 from .arithmetic import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
-from .half import float32_to_half, float32_to_half_and_back, half_to_float32  # noqa: F401
+from .half import float32_to_half, half_to_float32  # noqa: F401
 from .stats import histogram, summary_stats  # noqa: F401
 from .indexing import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403

@@ -102,7 +102,7 @@ def maximum_fwd(a, b, sa, sb, n):
     for i in prange(n):
         ai = a[i * sa]
         bi = b[i * sb]
-        out[i] = ai if ai > bi else bi
+        out[i] = ai if (ai > bi or ai != ai) else bi  # a NaN in either operand wins, as in NumPy
     return out
 
 
@@ -112,20 +112,24 @@ def minimum_fwd(a, b, sa, sb, n):
     for i in prange(n):
         ai = a[i * sa]
         bi = b[i * sb]
-        out[i] = ai if ai < bi else bi
+        out[i] = ai if (ai < bi or ai != ai) else bi  # a NaN in either operand wins, as in NumPy
     return out
 
 
 @kernel
 def select_bwd(a, b, g, sa, sb, pick_larger):
-    """VJP of maximum (``pick_larger``) or minimum: the chosen operand gets g, ties split it in half."""
+    """VJP of maximum (``pick_larger``) or minimum: the chosen operand gets g, ties split it in half; where
+    either operand is NaN (so is the output) both get g, like PyTorch."""
     n = g.size
     ga = np.empty_like(g)
     gb = np.empty_like(g)
     for i in prange(n):
         ai = a[i * sa]
         bi = b[i * sb]
-        if ai == bi:
+        if ai != ai or bi != bi:
+            ga[i] = g[i]
+            gb[i] = g[i]
+        elif ai == bi:
             ga[i] = 0.5 * g[i]
             gb[i] = 0.5 * g[i]
         elif (ai > bi) == pick_larger:

@@ -194,7 +194,7 @@ def conv2d_fwd(x, w3, b, has_bias, relu, sh, sw, pad_top, pad_left, dh, dw, kh, 
                     bo = b[g * og + o] if has_bias else 0.0
                     for l in range(L):
                         v = y[n, g, o, l] + bo
-                        y[n, g, o, l] = v if (v > 0 or not relu) else 0.0
+                        y[n, g, o, l] = 0.0 if (relu and v <= 0) else v  # NaN passes
     return y.reshape(N, groups * og, oh, ow)
 
 

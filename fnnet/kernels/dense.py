@@ -62,12 +62,12 @@ def column_sums(g):
 
 @kernel
 def relu_mask(y, g):
-    """g where y > 0 else 0 (the fused ReLU's backward), for 2-D arrays."""
+    """0 where y <= 0 else g (the fused ReLU's backward; NaN passes g, like PyTorch), for 2-D arrays."""
     out = np.empty_like(g)
     n, m = g.shape
     for i in prange(n):
         for j in range(m):
-            out[i, j] = g[i, j] if y[i, j] > 0 else 0.0
+            out[i, j] = 0.0 if y[i, j] <= 0 else g[i, j]
     return out
 
 

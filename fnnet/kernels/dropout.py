@@ -13,8 +13,9 @@ __all__ = ["dropout_apply"]
 
 @kernel
 def dropout_apply(x, mask, scale):
-    """``out[i] = x[i] * scale`` where ``mask[i]`` is set, else 0."""
+    """``out[i] = x[i] * scale`` where ``mask[i]`` is set, else ``x[i] * 0`` (so NaN/inf stay NaN, as in
+    NumPy and PyTorch, instead of being hidden by the drop)."""
     out = np.empty_like(x)
     for i in prange(x.size):
-        out[i] = x[i] * scale if mask[i] else 0.0
+        out[i] = x[i] * (scale if mask[i] else 0.0)
     return out

@@ -111,16 +111,16 @@ def relu_fwd(x):
     out = np.empty_like(x)
     for i in prange(x.size):
         v = x[i]
-        out[i] = v if v > 0 else 0.0
+        out[i] = 0.0 if v <= 0 else v  # NaN fails every comparison, so it passes through
     return out
 
 
 @kernel
 def relu_bwd(y, g):
-    """Gradient 0 at x == 0, like PyTorch."""
+    """Gradient 0 where y <= 0 (so 0 at x == 0), and passed through where y is NaN, like PyTorch."""
     out = np.empty_like(g)
     for i in prange(g.size):
-        out[i] = g[i] if y[i] > 0 else 0.0
+        out[i] = 0.0 if y[i] <= 0 else g[i]
     return out
 
 
@@ -155,7 +155,7 @@ def elu_bwd(x, g, alpha):
     out = np.empty_like(g)
     for i in prange(g.size):
         v = x[i]
-        out[i] = g[i] if v > 0 else g[i] * alpha * math.exp(v)
+        out[i] = g[i] * alpha * math.exp(v) if v <= 0 else g[i]  # NaN passes g, like PyTorch
     return out
 
 

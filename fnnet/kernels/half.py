@@ -57,14 +57,3 @@ def float32_to_half(x):
         out[i] = float_to_half_bits(x[i])
     return out
 
-
-@kernel
-def float32_to_half_and_back(x):
-    """(n,) float32 -> ((n,) uint16 half bits, (n,) float32 value of each half), in one pass."""
-    bits = np.empty(x.size, dtype=np.uint16)
-    back = np.empty(x.size, dtype=np.float32)
-    for i in prange(x.size):
-        h = float_to_half_bits(x[i])
-        bits[i] = h
-        back[i] = half_bits_to_float(h)
-    return bits, back
