@@ -20,10 +20,15 @@ any other namedtuple comes back as a plain tuple (no code is imported by name fr
 A path ending in ``.safetensors`` is written in the safetensors format instead (the optional
 ``safetensors`` package, ``pip install fnnet[examples]``); the JSON entry then lives in its metadata.
 
-Writes are atomic: the file is written to a temporary file in the same folder, flushed and fsync'ed, then
-moved over ``path`` with ``os.replace``.  A crash mid-save leaves the previous checkpoint intact (and
-possibly a stray ``.<name>.*.tmp`` file).  A truncated or corrupt file makes :func:`load` raise a
-``ValueError``.
+The JSON entry's ``"version"`` is the format version (:data:`FORMAT_VERSION`); a file without one (written
+by fnnet releases before the field existed) is read as version 1, and a file of a newer version than this
+fnnet reads makes :func:`load` raise a ``ValueError`` saying to upgrade fnnet.
+
+Writes are crash-safe (``fnnet.io.atomic``): the data goes to an unnamed temporary file in the same folder
+(or, where the system has none, to ``.<name>.<pid>.<hex>.tmp``), is fsync'ed, and replaces ``path`` with
+``os.replace``; then the folder is fsync'ed.  A crash at any moment leaves the previous checkpoint intact,
+and each save removes the temporaries of earlier saves of the same ``path`` whose process has died.  A
+truncated or corrupt file makes :func:`load` raise a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import importlib
 import json
 import os
 import struct
-import tempfile
 import zipfile
 from typing import Any
 
@@ -41,6 +45,7 @@ import numpy as np
 
 from .. import layers as fnlayers
 from .. import tree
+from .atomic import atomic_write
 
 __all__ = ["Checkpoint", "save", "load", "restore_opt_state", "FORMAT_VERSION"]
 
@@ -204,40 +209,6 @@ def _decode(node, arrays):
 # ------------------------------------------------------------------------------------------ files
 
 
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it onto ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _is_safetensors(path) -> bool:
     return os.fspath(path).endswith(".safetensors")
 
@@ -286,11 +257,11 @@ def save(path, params, *, state=None, opt_state=None, config=None, metadata=None
         tensors = {name: np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
                    for name, a in encoder.arrays.items()}
         blob = st_save(tensors, metadata={_HEADER: header_json})
-        _atomic_write(path, lambda f: f.write(blob))
+        atomic_write(path, lambda f: f.write(blob))
         return
     arrays = dict(encoder.arrays)
     arrays[_HEADER] = np.frombuffer(header_json.encode("utf-8"), np.uint8)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _corrupt(path, detail):
@@ -341,6 +312,16 @@ def _read_safetensors(path):
     return arrays, header
 
 
+def _check_version(path, version):
+    """Raise unless this fnnet reads checkpoint format ``version`` (files without a version are version 1)."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _corrupt(path, f"the {_HEADER!r} entry has format version {version!r}, not a positive int")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"fnnet.io.load: {os.fspath(path)} has checkpoint format version {version}, newer than "
+                         f"this fnnet reads (format version {FORMAT_VERSION} and older); upgrade fnnet "
+                         "(pip install -U fnnet) to load it")
+
+
 def load(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save`.
 
@@ -353,9 +334,9 @@ def load(path) -> Checkpoint:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is truncated, corrupt, or not an fnnet checkpoint (the message says which).
+        ValueError: the file is truncated, corrupt, or not an fnnet checkpoint (the message says which), or
+            it has a newer format version than this fnnet reads (upgrade fnnet).
     """
-    where = "fnnet.io.load"
     arrays, header_text = (_read_safetensors if _is_safetensors(path) else _read_npz)(path)
     try:
         header = json.loads(header_text)
@@ -363,12 +344,7 @@ def load(path) -> Checkpoint:
         raise _corrupt(path, f"the {_HEADER!r} entry is not valid JSON: {e}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise _corrupt(path, f"the {_HEADER!r} entry does not describe an fnnet checkpoint")
-    version = header.get("version")
-    if not isinstance(version, int):
-        raise _corrupt(path, f"the {_HEADER!r} entry has no format version")
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{where}: {os.fspath(path)} uses checkpoint format version {version}, this fnnet reads "
-                         f"up to version {FORMAT_VERSION}; upgrade fnnet")
+    _check_version(path, header.get("version", 1))
     trees = header.get("trees")
     if not isinstance(trees, dict):
         raise _corrupt(path, f"the {_HEADER!r} entry has no tree descriptions")
