@@ -276,3 +276,38 @@ def test_import_works_without_a_writable_cache_location(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "3.0"
+
+
+@pytest.mark.parametrize("fwd, bwd, message", [
+    (lambda x: x * 2, None, r"primitive 'contract_probe': the forward must return \(output, residuals\).*returned ndarray"),
+    (lambda x: (x * 2, (x,), 3), None, r"the forward must return \(output, residuals\).*returned a tuple of 3"),
+    (lambda x: ((x * 2).astype(np.float64), ()), None, "returned float64 from float32 inputs.*changes_dtype=True"),
+    (lambda x: ([1.0], ()), None, "output must be a numpy array, got list"),
+    (lambda x: (x * 2, ()), lambda res, g: g * 2, "the VJP must return a tuple with one cotangent per positional"),
+    (lambda x: (x * 2, ()), lambda res, g: (g, g), r"the VJP returned 2 cotangent\(s\) for 1 positional input"),
+    (lambda x: (x * 2, ()), lambda res, g: (2.0,), "cotangent for argument 0 .* must be a numpy array or None"),
+])
+def test_primitive_contract_errors_name_the_primitive(fwd, bwd, message):
+    from fnnet.autodiff.primitive import _REGISTRY
+
+    probe = fnnet.primitive("contract_probe", fwd, bwd or (lambda res, g: (g * 2,)), override=True)
+    try:
+        x = np.ones(3, np.float32)
+        with pytest.raises(TypeError, match=message):
+            fnnet.grad(lambda v: ops.sum(probe(v)))(x)
+    finally:
+        _REGISTRY.pop("contract_probe")
+
+
+def test_declared_dtype_change_is_accepted_and_help_shows_the_how_to():
+    from fnnet.autodiff.primitive import _REGISTRY
+
+    widen = fnnet.primitive("widen_probe", lambda x: (x.astype(np.float64), ()),
+                            lambda res, g: (g.astype(np.float32),), changes_dtype=True)
+    try:
+        assert widen(np.ones(2, np.float32)).dtype == np.float64
+    finally:
+        _REGISTRY.pop("widen_probe")
+    assert "_cube_fwd" in fnnet.primitive.__doc__ and "one cotangent per positional input" in fnnet.primitive.__doc__
+    with pytest.raises(TypeError, match=r"fnnet.primitive\('bad'\): fwd must be a function"):
+        fnnet.primitive("bad", None)
