@@ -5,9 +5,14 @@ Batch norm sees ``x3 (N, C, L)``: the input ``(N, C)`` or ``(N, C, H, W)`` resha
 float64 and stores in the input dtype.  Reductions over a channel run serially inside one ``prange``
 iteration per channel, so they do not depend on the thread count.
 
-Layer norm sees ``x2 (R, D)`` (all leading axes folded into rows).  Per-row reductions are serial; the
-gamma/beta gradients (sums over rows) use fixed chunks of ``ROW_CHUNK`` rows whose float64 partials are
-combined in chunk order.
+Layer norm and RMS norm see ``x2 (R, D)`` (the leading axes folded into rows, the normalised trailing axes
+into ``D``).  Per-row reductions are serial; the gamma/beta gradients (sums over rows) use fixed chunks of
+``ROW_CHUNK`` rows whose float64 partials are combined in chunk order.
+
+Group norm sees ``x3 (N, C, L)`` and normalises each sample's group of ``C // G`` adjacent channels (a
+contiguous run of ``C // G * L`` values) with its own statistics, then applies a per-channel affine map.
+One ``prange`` iteration per (sample, group); the per-channel gradient partials are kept per sample and
+summed over samples in order.
 """
 
 import math
@@ -19,7 +24,7 @@ from ._jit import kernel
 
 __all__ = [
     "batch_norm_stats", "batch_norm_apply", "batch_norm_bwd_sums", "batch_norm_bwd_input",
-    "layer_norm_fwd", "layer_norm_bwd",
+    "layer_norm_fwd", "layer_norm_bwd", "rms_norm_fwd", "rms_norm_bwd", "group_norm_fwd", "group_norm_bwd",
 ]
 
 ROW_CHUNK = 32
@@ -162,3 +167,128 @@ def layer_norm_bwd(x2, g2, mean, rstd, gamma):
             dgamma[j] += part_gamma[ch, j]
             dbeta[j] += part_beta[ch, j]
     return dx, dgamma.astype(x2.dtype), dbeta.astype(x2.dtype)
+
+
+@kernel(reduction=True)
+def rms_norm_fwd(x2, gamma, eps):
+    """``y = x * rstd * gamma`` per row of ``x2 (R, D)``, ``rstd = 1 / sqrt(mean(x**2) + eps)``: y, rstd ``(R,)``."""
+    R, D = x2.shape
+    y = np.empty_like(x2)
+    rstd = np.empty(R, dtype=np.float64)
+    for r in prange(R):
+        q = 0.0
+        for j in range(D):
+            v = np.float64(x2[r, j])
+            q += v * v
+        inv = 1.0 / math.sqrt(q / D + eps)
+        for j in range(D):
+            y[r, j] = x2[r, j] * inv * gamma[j]
+        rstd[r] = inv
+    return y, rstd
+
+
+@kernel(reduction=True)
+def rms_norm_bwd(x2, g2, rstd, gamma):
+    """Cotangents ``dx (R, D)`` and ``dgamma (D,)``: ``dx = rstd * (gh - xhat * mean(gh * xhat))`` with
+    ``xhat = x * rstd`` and ``gh = g * gamma``; dgamma sums ``g * xhat`` over fixed row chunks in order."""
+    R, D = x2.shape
+    dx = np.empty_like(x2)
+    nchunks = max((R + ROW_CHUNK - 1) // ROW_CHUNK, 1)
+    part_gamma = np.zeros((nchunks, D), dtype=np.float64)
+    for ch in prange(nchunks):
+        for r in range(ch * ROW_CHUNK, min(R, (ch + 1) * ROW_CHUNK)):
+            inv = rstd[r]
+            s = 0.0
+            for j in range(D):
+                xh = x2[r, j] * inv
+                gv = np.float64(g2[r, j])
+                s += gv * gamma[j] * xh
+                part_gamma[ch, j] += gv * xh
+            s /= D
+            for j in range(D):
+                dx[r, j] = inv * (g2[r, j] * gamma[j] - x2[r, j] * inv * s)
+    dgamma = np.zeros(D, dtype=np.float64)
+    for ch in range(nchunks):
+        for j in range(D):
+            dgamma[j] += part_gamma[ch, j]
+    return dx, dgamma.astype(x2.dtype)
+
+
+@kernel(reduction=True)
+def group_norm_fwd(x3, groups, gamma, beta, eps):
+    """Normalise each (sample, group) of ``x3 (N, C, L)``, then ``* gamma[c] + beta[c]`` (float64 ``(C,)``).
+
+    Returns y like ``x3`` and the float64 ``(N, groups)`` means and reciprocal standard deviations."""
+    N, C, L = x3.shape
+    cg = C // groups
+    m = cg * L
+    y = np.empty_like(x3)
+    mean = np.empty((N, groups), dtype=np.float64)
+    rstd = np.empty((N, groups), dtype=np.float64)
+    for p in prange(N * groups):
+        n = p // groups
+        c0 = (p % groups) * cg
+        s = 0.0
+        for c in range(c0, c0 + cg):
+            for l in range(L):
+                s += x3[n, c, l]
+        mu = s / m
+        q = 0.0
+        for c in range(c0, c0 + cg):
+            for l in range(L):
+                d = x3[n, c, l] - mu
+                q += d * d
+        inv = 1.0 / math.sqrt(q / m + eps)
+        for c in range(c0, c0 + cg):
+            k = inv * gamma[c]
+            b = beta[c]
+            for l in range(L):
+                y[n, c, l] = (x3[n, c, l] - mu) * k + b
+        mean[n, p % groups] = mu
+        rstd[n, p % groups] = inv
+    return y, mean, rstd
+
+
+@kernel(reduction=True)
+def group_norm_bwd(x3, g3, mean, rstd, gamma):
+    """Cotangents ``dx`` like ``x3``, ``dgamma (C,)`` and ``dbeta (C,)`` (float64).
+
+    Per (sample, group): ``dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat))`` with ``gh = g * gamma[c]``."""
+    N, C, L = x3.shape
+    groups = mean.shape[1]
+    cg = C // groups
+    m = cg * L
+    dx = np.empty_like(x3)
+    part_gamma = np.empty((N, C), dtype=np.float64)  # sum over l of g * xhat, per sample and channel
+    part_beta = np.empty((N, C), dtype=np.float64)
+    for p in prange(N * groups):
+        n = p // groups
+        c0 = (p % groups) * cg
+        mu = mean[n, p % groups]
+        inv = rstd[n, p % groups]
+        s1 = 0.0
+        s2 = 0.0
+        for c in range(c0, c0 + cg):
+            a = 0.0
+            b = 0.0
+            for l in range(L):
+                gv = np.float64(g3[n, c, l])
+                a += gv * (x3[n, c, l] - mu) * inv
+                b += gv
+            part_gamma[n, c] = a
+            part_beta[n, c] = b
+            s1 += gamma[c] * b
+            s2 += gamma[c] * a
+        s1 /= m
+        s2 /= m
+        for c in range(c0, c0 + cg):
+            k = gamma[c]
+            for l in range(L):
+                dx[n, c, l] = inv * (g3[n, c, l] * k - s1 - (x3[n, c, l] - mu) * inv * s2)
+    dgamma = np.zeros(C, dtype=np.float64)
+    dbeta = np.zeros(C, dtype=np.float64)
+    for n in range(N):
+        for c in range(C):
+            dgamma[c] += part_gamma[n, c]
+            dbeta[c] += part_beta[n, c]
+    return dx, dgamma, dbeta
