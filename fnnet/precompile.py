@@ -23,26 +23,15 @@ from . import ops
 from . import random as fnrandom
 from . import tree
 from .autodiff import grad
+from .layers.walking import is_leaf, walk
 
 __all__ = ["precompile"]
 
 
 def _leaf_layers(model, in_shape):
-    """(layer, in_shape) for every non-container layer, in order."""
-    if isinstance(model, (L.Sequential, L.Parallel)):
-        out = []
-        if isinstance(model, L.Parallel):
-            for child, shape in zip(model.layers, in_shape):
-                out += _leaf_layers(child, shape)
-            return out
-        shape = in_shape
-        for child in model.layers:
-            out += _leaf_layers(child, shape)
-            shape = child.out_shape(shape)
-        return out
-    if isinstance(model, L.Residual):
-        return _leaf_layers(model.block, in_shape) + [(L.FanInSum(), (in_shape, in_shape))]
-    return [(model, in_shape)]
+    """(layer, in_shape) for every leaf layer, in order.  What containers compute themselves (the sum of
+    ``Residual``) is compiled by the final pass over the whole model."""
+    return [(layer, shape) for _, layer, shape in walk(model, in_shape) if is_leaf(layer)]
 
 
 def _concrete(shape, batch=2):
@@ -52,7 +41,9 @@ def _concrete(shape, batch=2):
 
 
 def _takes_indices(layer, shape):
-    return isinstance(_leaf_layers(layer, shape)[0][0], L.Embedding)
+    """The first layer to read the input takes integer indices (``Embedding``)."""
+    first = next((leaf for _, leaf, _ in walk(layer) if is_leaf(leaf)), None)
+    return getattr(first, "integer_input", False)
 
 
 def _example(layer, shape, dtype):
@@ -132,7 +123,7 @@ def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer
     for layer, shape in leaves:
         unique.setdefault((type(layer), _ndim(shape)), (layer, shape))
     # Heaviest first (convolutions compile several large kernels), dealt round-robin to the processes.
-    jobs = sorted(unique.values(), key=lambda item: -_COMPILE_COST.get(type(item[0]).__name__, 1))
+    jobs = sorted(unique.values(), key=lambda item: -getattr(item[0], "compile_cost", 1))
     procs = []
     if workers > 1 and len(jobs) > 1:
         shares = [jobs[i::workers] for i in range(workers)]
@@ -159,9 +150,6 @@ def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer
     # the cache here.
     _exercise(model, in_shape, dtype)
     return len(leaves)
-
-
-_COMPILE_COST = {"Conv2D": 10, "BatchNorm": 3, "MaxPool2D": 2, "AvgPool2D": 2, "LayerNorm": 2, "Linear": 2}
 
 
 def _ndim(shape):

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+import fnnet
 import fnnet.layers as L
 
 
@@ -35,6 +36,20 @@ def _seq(*mods):
     return _nn().Sequential(*mods)
 
 
+def _channel_mask(rate, in_shape):
+    """A torch module applying the channel mask ``Dropout2D`` draws with the tests' key (random.key(0))."""
+    import torch
+
+    keep = fnnet.random.bernoulli(fnnet.random.key(0), in_shape[:2] + (1,) * (len(in_shape) - 2), 1.0 - rate)
+    scale = torch.tensor(keep.astype(np.float64) / (1.0 - rate))
+
+    class ChannelMask(torch.nn.Module):
+        def forward(self, x):
+            return x * scale
+
+    return ChannelMask()
+
+
 CASES = [
     LayerCase("Linear", L.Linear(5), (4, 3), lambda: _nn().Linear(3, 5)),
     LayerCase("Linear-nobias-3d", L.Linear(2, use_bias=False), (2, 3, 4), lambda: _nn().Linear(4, 2, bias=False)),
@@ -56,6 +71,39 @@ CASES = [
               lambda: _nn().AvgPool2d(3, 2, 1, count_include_pad=False)),
     LayerCase("GlobalAvgPool2D", L.GlobalAvgPool2D(), (2, 3, 4, 5),
               lambda: _seq(_nn().AdaptiveAvgPool2d(1), _nn().Flatten())),
+    LayerCase("MaxPool2D-dil2-ceil", L.MaxPool2D(3, 2, 1, 2, ceil_mode=True), (2, 2, 8, 7),
+              lambda: _nn().MaxPool2d(3, 2, 1, 2, ceil_mode=True)),
+    LayerCase("AvgPool2D-ceil", L.AvgPool2D(3, 2, 1, ceil_mode=True), (2, 2, 6, 7),
+              lambda: _nn().AvgPool2d(3, 2, 1, ceil_mode=True)),
+    LayerCase("MaxPool1D", L.MaxPool1D(2), (2, 3, 7), lambda: _nn().MaxPool1d(2)),
+    LayerCase("MaxPool1D-k3s2p1d2-ceil-batch1", L.MaxPool1D(3, 2, 1, 2, ceil_mode=True), (1, 2, 10),
+              lambda: _nn().MaxPool1d(3, 2, 1, 2, ceil_mode=True)),
+    LayerCase("AvgPool1D", L.AvgPool1D(3), (2, 3, 8), lambda: _nn().AvgPool1d(3)),
+    LayerCase("AvgPool1D-pad-exclude-ceil-batch1", L.AvgPool1D(4, 3, 2, count_include_pad=False, ceil_mode=True),
+              (1, 2, 9), lambda: _nn().AvgPool1d(4, 3, 2, ceil_mode=True, count_include_pad=False)),
+    LayerCase("Conv1D", L.Conv1D(4, 3), (2, 3, 9), lambda: _nn().Conv1d(3, 4, 3)),
+    LayerCase("Conv1D-s2p2d2-groups3", L.Conv1D(6, 3, stride=2, padding=2, dilation=2, groups=3), (2, 3, 10),
+              lambda: _nn().Conv1d(3, 6, 3, 2, 2, 2, 3)),
+    LayerCase("Conv1D-same-even-nobias-batch1", L.Conv1D(2, 4, padding="same", use_bias=False), (1, 3, 7),
+              lambda: _nn().Conv1d(3, 2, 4, padding="same", bias=False)),
+    LayerCase("Conv1D-reflect", L.Conv1D(3, 3, padding=2, padding_mode="reflect"), (2, 2, 6),
+              lambda: _nn().Conv1d(2, 3, 3, padding=2, padding_mode="reflect")),
+    LayerCase("Conv1D-circular-same-even", L.Conv1D(3, 4, padding="same", padding_mode="circular"), (2, 2, 5),
+              lambda: _nn().Conv1d(2, 3, 4, padding="same", padding_mode="circular")),
+    LayerCase("Conv2D-reflect-s2", L.Conv2D(4, 3, stride=2, padding=1, padding_mode="reflect"), (2, 3, 7, 6),
+              lambda: _nn().Conv2d(3, 4, 3, 2, 1, padding_mode="reflect")),
+    LayerCase("Conv2D-replicate-dil", L.Conv2D(2, (3, 2), padding=(2, 1), dilation=(1, 2), padding_mode="replicate"),
+              (1, 2, 5, 6), lambda: _nn().Conv2d(2, 2, (3, 2), padding=(2, 1), dilation=(1, 2), padding_mode="replicate")),
+    LayerCase("Conv2D-circular-same-groups2", L.Conv2D(4, 3, padding="same", groups=2, padding_mode="circular"),
+              (2, 4, 5, 5), lambda: _nn().Conv2d(4, 4, 3, padding="same", groups=2, padding_mode="circular")),
+    LayerCase("ConvTranspose2D", L.ConvTranspose2D(4, 3), (2, 3, 5, 4), lambda: _nn().ConvTranspose2d(3, 4, 3)),
+    LayerCase("ConvTranspose2D-s2p1op1", L.ConvTranspose2D(2, 3, stride=2, padding=1, output_padding=1), (2, 3, 4, 5),
+              lambda: _nn().ConvTranspose2d(3, 2, 3, 2, 1, 1)),
+    LayerCase("ConvTranspose2D-groups2-dil-nobias-batch1",
+              L.ConvTranspose2D(4, (2, 3), stride=(1, 2), padding=(0, 1), groups=2, use_bias=False, dilation=(2, 1)),
+              (1, 4, 3, 5), lambda: _nn().ConvTranspose2d(4, 4, (2, 3), (1, 2), (0, 1), 0, 2, False, (2, 1))),
+    LayerCase("ConvTranspose2D-k4s2p1", L.ConvTranspose2D(3, 4, stride=2, padding=1), (2, 2, 3, 3),
+              lambda: _nn().ConvTranspose2d(2, 3, 4, 2, 1)),
     LayerCase("ReLU", L.ReLU(), (3, 4), lambda: _nn().ReLU()),
     LayerCase("LeakyReLU", L.LeakyReLU(0.1), (3, 4), lambda: _nn().LeakyReLU(0.1)),
     LayerCase("ELU", L.ELU(0.5), (3, 4), lambda: _nn().ELU(0.5)),
@@ -67,15 +115,47 @@ CASES = [
     LayerCase("Softmax-axis1", L.Softmax(axis=1), (2, 3, 4), lambda: _nn().Softmax(1)),
     LayerCase("LogSoftmax", L.LogSoftmax(), (3, 4), lambda: _nn().LogSoftmax(-1)),
     LayerCase("Dropout-eval", L.Dropout(0.5), (3, 4), lambda: _nn().Dropout(0.5).eval()),
+    LayerCase("Dropout2D-eval", L.Dropout2D(0.5), (2, 3, 4, 4), lambda: _nn().Dropout2d(0.5).eval()),
+    LayerCase("Dropout2D-train-4d", L.Dropout2D(0.4), (3, 5, 2, 3), lambda: _channel_mask(0.4, (3, 5, 2, 3)),
+              train=True),
+    LayerCase("Dropout2D-train-3d-batch1", L.Dropout2D(0.5), (1, 7, 3), lambda: _channel_mask(0.5, (1, 7, 3)),
+              train=True),
     LayerCase("BatchNorm-2d-train", L.BatchNorm(), (6, 3), lambda: _nn().BatchNorm1d(3), train=True, stateful=True),
     LayerCase("BatchNorm-4d-train", L.BatchNorm(momentum=0.2), (3, 2, 4, 3), lambda: _nn().BatchNorm2d(2, momentum=0.2),
               train=True, stateful=True),
     LayerCase("BatchNorm-4d-eval", L.BatchNorm(), (3, 2, 4, 3), lambda: _nn().BatchNorm2d(2).eval(), stateful=True),
     LayerCase("BatchNorm-noaffine", L.BatchNorm(affine=False), (5, 3), lambda: _nn().BatchNorm1d(3, affine=False),
               train=True, stateful=True),
+    LayerCase("BatchNorm-3d-train", L.BatchNorm(momentum=0.3), (4, 3, 5), lambda: _nn().BatchNorm1d(3, momentum=0.3),
+              train=True, stateful=True),
+    LayerCase("BatchNorm-3d-eval-batch1", L.BatchNorm(), (1, 3, 5), lambda: _nn().BatchNorm1d(3).eval(), stateful=True),
+    LayerCase("BatchNorm-no-running-stats-train", L.BatchNorm(track_running_stats=False), (5, 3, 2, 3),
+              lambda: _nn().BatchNorm2d(3, track_running_stats=False), train=True),
+    LayerCase("BatchNorm-no-running-stats-eval-3d", L.BatchNorm(eps=1e-3, track_running_stats=False), (2, 3, 5),
+              lambda: _nn().BatchNorm1d(3, eps=1e-3, track_running_stats=False).eval()),
     LayerCase("LayerNorm", L.LayerNorm(), (3, 5), lambda: _nn().LayerNorm(5)),
     LayerCase("LayerNorm-3d", L.LayerNorm(eps=1e-3), (2, 3, 4), lambda: _nn().LayerNorm(4, eps=1e-3)),
+    LayerCase("LayerNorm-2axes", L.LayerNorm((3, 5)), (2, 4, 3, 5), lambda: _nn().LayerNorm((3, 5))),
+    LayerCase("LayerNorm-nobias-batch1", L.LayerNorm(7, use_bias=False), (1, 7),
+              lambda: _nn().LayerNorm(7, bias=False)),
+    LayerCase("LayerNorm-noaffine-all-axes", L.LayerNorm((2, 3), affine=False), (3, 2, 3),
+              lambda: _nn().LayerNorm((2, 3), elementwise_affine=False)),
+    LayerCase("RMSNorm", L.RMSNorm(5), (3, 5), lambda: _nn().RMSNorm(5)),
+    LayerCase("RMSNorm-2axes-eps", L.RMSNorm((3, 4), eps=1e-3), (2, 5, 3, 4), lambda: _nn().RMSNorm((3, 4), eps=1e-3)),
+    LayerCase("RMSNorm-noaffine-batch1", L.RMSNorm(7, affine=False), (1, 7),
+              lambda: _nn().RMSNorm(7, elementwise_affine=False)),
+    LayerCase("GroupNorm", L.GroupNorm(3), (2, 6, 5, 3), lambda: _nn().GroupNorm(3, 6)),
+    LayerCase("GroupNorm-3d-batch1-eps", L.GroupNorm(2, eps=1e-3), (1, 4, 7), lambda: _nn().GroupNorm(2, 4, eps=1e-3)),
+    LayerCase("GroupNorm-1group-noaffine-2d", L.GroupNorm(1, affine=False), (3, 5),
+              lambda: _nn().GroupNorm(1, 5, affine=False)),
+    LayerCase("InstanceNorm-4d", L.InstanceNorm(), (2, 3, 4, 5), lambda: _nn().InstanceNorm2d(3)),
+    LayerCase("InstanceNorm-3d-affine-batch1", L.InstanceNorm(eps=1e-3, affine=True), (1, 3, 7),
+              lambda: _nn().InstanceNorm1d(3, eps=1e-3, affine=True)),
     LayerCase("Embedding", L.Embedding(7, 3), (4, 5), lambda: _nn().Embedding(7, 3), int_input=7),
+    LayerCase("Embedding-padding", L.Embedding(7, 3, padding_idx=2), (4, 5),
+              lambda: _nn().Embedding(7, 3, padding_idx=2), int_input=7),
+    LayerCase("Embedding-padding-negative-batch1", L.Embedding(5, 4, padding_idx=-1), (1, 9),
+              lambda: _nn().Embedding(5, 4, padding_idx=-1), int_input=5),
     LayerCase("Flatten", L.Flatten(), (2, 3, 4, 2), lambda: _nn().Flatten()),
     LayerCase("Reshape", L.Reshape((4, -1)), (2, 3, 4), lambda: _seq(_nn().Flatten(), _nn().Unflatten(1, (4, 3)))),
     LayerCase("Identity", L.Identity(), (2, 3), lambda: _nn().Identity()),
@@ -98,18 +178,7 @@ CASES = [
 
 
 def covered_layer_names():
-    names = set()
-
-    def visit(layer):
-        names.add(type(layer).__name__)
-        for child in getattr(layer, "layers", ()):
-            visit(child)
-        if hasattr(layer, "block"):
-            visit(layer.block)
-
-    for case in CASES:
-        visit(case.layer)
-    return names
+    return {type(layer).__name__ for case in CASES for _, layer, _ in L.walk(case.layer)}
 
 
 def example_input(case, dtype=np.float64, seed=0):

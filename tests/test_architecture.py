@@ -78,3 +78,73 @@ def test_kernels_only_import_numpy_numba_math():
             top = mod.split(".")[0]
             assert top in {"numpy", "numba", "llvmlite", "scipy", "math", "fnnet", "os", "sys", "ctypes", "glob", "tempfile",
                            "__future__"}, f"{path.name} imports {mod}"
+
+
+# ---------------------------------------------------------- knowledge about a layer lives in the layer's file
+def _layer_classes():
+    """{class name: the file that defines it} for every Layer subclass defined in fnnet/layers."""
+    import inspect
+
+    import fnnet.layers as L
+
+    found = {}
+    for path in (ROOT / "layers").glob("*.py"):
+        module = __import__(f"fnnet.layers.{path.stem}", fromlist=["_"])
+        for name, obj in vars(module).items():
+            defined_here = inspect.isclass(obj) and obj.__module__ == module.__name__
+            if defined_here and issubclass(obj, L.Layer) and obj is not L.Layer:
+                found[name] = path
+    return found
+
+
+def _names_in(node):
+    """Identifiers and string constants anywhere inside ``node``."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            yield sub.id
+        elif isinstance(sub, ast.Attribute):
+            yield sub.attr
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            yield sub.value
+
+
+def _class_switches(source, layer_names):
+    """``(line, layer name)`` for each place that dispatches on a layer class: ``isinstance``/``issubclass``
+    naming it, a comparison naming it (``type(x) in (Linear, Conv2D)``, ``type(x).__name__ == "Residual"``),
+    or a dict keyed by layer names (``{"Conv2D": 10}``)."""
+    hits = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
+            targets = node.args[1:]
+        elif isinstance(node, ast.Compare):
+            targets = [node.left, *node.comparators]
+        elif isinstance(node, ast.Dict):
+            targets = [k for k in node.keys if isinstance(k, ast.Constant)]
+        else:
+            continue
+        hits += [(node.lineno, name) for t in targets for name in _names_in(t) if name in layer_names]
+    return hits
+
+
+def test_class_switch_detector_finds_the_known_patterns():
+    names = {"Linear", "Conv2D", "ReLU", "Residual"}
+    bad = ("isinstance(layer, L.Linear)\ntype(a) in (Linear, Conv2D) and type(b) is ReLU\n"
+           "type(layer).__name__ == 'Residual'\nCOST = {'Conv2D': 10}\n")
+    assert sorted(_class_switches(bad, names)) == [(1, "Linear"), (2, "Conv2D"), (2, "Linear"), (2, "ReLU"),
+                                                    (3, "Residual"), (4, "Conv2D")]
+    assert _class_switches("isinstance(x, (tuple, list))\nkind == 'same'\n", names) == []
+
+
+def test_no_code_outside_a_layers_file_switches_on_its_class():
+    """Per-layer knowledge (FLOPs, tape bytes, torch layout, compile hints, fusion) is a method or attribute
+    of the layer, read through the protocol; nothing else dispatches on concrete layer classes.
+    ``fnnet/bench`` and ``fnnet/examples`` are scripts that build particular models and are not scanned."""
+    owners = _layer_classes()
+    wrong = []
+    for path in ROOT.rglob("*.py"):
+        if _package_of(path) in ("bench", "examples"):
+            continue
+        names = {name for name, owner in owners.items() if owner != path}
+        for line, name in _class_switches(path.read_text(), names):
+            wrong.append(f"{path.relative_to(ROOT.parent)}:{line} switches on {name} (defined in {owners[name].name})")
+    assert not wrong, "move this knowledge into a method of the layer:\n" + "\n".join(wrong)

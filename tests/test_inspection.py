@@ -3,6 +3,7 @@
 import math
 import time
 
+import attrs
 import numpy as np
 import pytest
 
@@ -119,3 +120,99 @@ def test_eval_shape_allocates_nothing_for_a_billion_parameters():
 def test_eval_shape_validates_like_init():
     with pytest.raises(ValueError, match="last axis of in_shape must be a known size"):
         eval_shape(L.Linear(3).init, KEY, (None, None))
+
+
+# ------------------------------------------------------------------------- one walker, layers that know themselves
+def _blocks(wrap):
+    """An MLP whose two blocks (a Sequential and a single Linear) are wrapped by ``wrap``."""
+    return L.Sequential([wrap(L.Sequential([L.Linear(8), L.ReLU(), L.Linear(8), L.ReLU()])), wrap(L.Linear(3))])
+
+
+def test_walk_paths_shapes_and_remat_transparency():
+    model = L.Sequential([L.Remat(L.Sequential([L.Linear(4), L.ReLU()])),
+                          L.Residual(L.Sequential([L.FanOut(2), L.Parallel([L.Linear(4), L.Remat(L.Tanh())]),
+                                                   L.FanInSum()])), L.Remat(L.Linear(2))])
+    visits = [(path, type(layer).__name__, shape) for path, layer, shape in L.walk(model, (None, 3))]
+    assert visits == [
+        ("", "Sequential", (None, 3)), ("0", "Remat", (None, 3)), ("0", "Sequential", (None, 3)),
+        ("0/0", "Linear", (None, 3)), ("0/1", "ReLU", (None, 4)), ("1", "Residual", (None, 4)),
+        ("1/block", "Sequential", (None, 4)), ("1/block/0", "FanOut", (None, 4)),
+        ("1/block/1", "Parallel", ((None, 4), (None, 4))), ("1/block/1/0", "Linear", (None, 4)),
+        ("1/block/1/1", "Remat", (None, 4)), ("1/block/1/1", "Tanh", (None, 4)),
+        ("1/block/2", "FanInSum", ((None, 4), (None, 4))), ("2", "Remat", (None, 4)), ("2", "Linear", (None, 4)),
+    ]
+    # a walk path is where the layer's params are (Remat(Linear)'s at "2", not "2/block")
+    linear_paths = [path for path, layer, _ in L.walk(model) if type(layer).__name__ == "Linear"]
+    assert linear_paths == ["0/0", "1/block/1/0", "2"]
+    params = model.init(KEY, (None, 3))
+    assert set(fnnet.tree.paths(params)) == {f"{p}/{n}" for p in linear_paths for n in ("weight", "bias")}
+    with pytest.raises(ValueError, match=r"^1/1 \(Residual\): the block maps \(None, 2\) to \(None, 5\)"):
+        list(L.walk(L.Sequential([L.Linear(4), L.Sequential([L.Linear(2), L.Residual(L.Linear(5))])]), (None, 3)))
+
+
+def test_recorded_paths_are_the_walks_leaf_paths():
+    model = L.Sequential([L.Remat(L.Sequential([L.Linear(4), L.ReLU()])), L.Residual(L.Remat(L.Linear(4))),
+                          L.Remat(L.Linear(2))])
+    params = model.init(KEY, (None, 3))
+    with L.record_activations() as rec:
+        model.apply(params, np.ones((2, 3), np.float32))
+    leaves = {path: type(layer).__name__ for path, layer, _ in L.walk(model) if not layer.children()}
+    assert rec.types == leaves == {"0/0": "Linear", "0/1": "ReLU", "1/block": "Linear", "2": "Linear"}
+
+
+def test_summary_of_a_remat_model_equals_the_plain_one():
+    plain = summary(_blocks(lambda block: block), (4, 5), print_fn=None)
+    lines = []
+    wrapped = summary(_blocks(L.Remat), (4, 5), print_fn=lines.append)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "remat"} for r in rows]  # noqa: E731
+    assert strip(wrapped["rows"]) == strip(plain["rows"])
+    assert [r["path"] for r in wrapped["rows"]] == ["0/0", "0/1", "0/2", "0/3", "1"]
+    assert [r["remat"] for r in wrapped["rows"]] == ["0", "0", "0", "0", "1"]
+    assert [r["remat"] for r in plain["rows"]] == [None] * 5
+    for key in ("params", "param_bytes", "flops"):
+        assert wrapped["total"][key] == plain["total"][key]
+    assert plain["total"]["flops"] == (2 * 4 * 5 * 8 + 32) + 32 + (2 * 4 * 8 * 8 + 32) + 32 + (2 * 4 * 8 * 3 + 12)
+    # plain: Linear keeps x (4, 5), ReLU its output, Linear x, ReLU output, Linear x (4, 8): float32
+    assert plain["total"]["tape_bytes"] == 4 * (20 + 32 + 32 + 32 + 32) and plain["total"]["recompute_tape_bytes"] == 0
+    # checkpointed: each block keeps only its input; recomputing the first block holds its layers' residuals
+    assert wrapped["total"]["tape_bytes"] == 4 * (20 + 32)
+    assert wrapped["total"]["recompute_tape_bytes"] == 4 * (20 + 32 + 32 + 32)
+    assert "(128 B)" in lines[0] and "held only while its block is recomputed" in lines[0]
+
+
+@attrs.frozen
+class _Doubler(L.Layer):
+    """A user layer that gives no estimates."""
+
+    def forward(self, params, x, *, key=None, train=False):
+        return x * 2.0
+
+
+@attrs.frozen
+class _EstimatedDoubler(_Doubler):
+    def flops(self, in_shape):
+        return L.base.numel(in_shape)
+
+    def tape_bytes(self, in_shape, dtype):
+        return 0
+
+
+def test_summary_flags_a_user_layer_without_estimates():
+    lines = []
+    out = summary(L.Sequential([L.Linear(3), _Doubler(), L.Tanh()]), (2, 4), print_fn=lines.append)
+    rows = {r["path"]: r for r in out["rows"]}
+    assert rows["1"]["flops"] is None and rows["1"]["tape_bytes"] is None
+    assert out["total"]["flops"] is None and out["total"]["tape_bytes"] is None
+    assert out["total"]["not_estimated"] == ["1"]
+    row_line = next(line for line in lines[0].splitlines() if line.startswith("1 "))
+    assert row_line.split()[-2:] == ["?", "?"]
+    assert "?: not estimated by the layer (define flops() and tape_bytes()): 1" in lines[0]
+    out = summary(L.Sequential([L.Linear(3), _EstimatedDoubler(), L.Tanh()]), (2, 4), print_fn=None)
+    assert out["total"]["not_estimated"] == [] and out["rows"][1]["flops"] == 6
+    assert out["total"]["flops"] == (2 * 2 * 4 * 3 + 6) + 6 + 6
+
+
+def test_sequential_fusion_follows_the_layers_own_hints():
+    assert L.Sequential([L.Linear(3), L.ReLU(), L.Conv2D(2, 1), L.Tanh()])._fused_activation == ("relu", None, None,
+                                                                                                   None)
+    assert L.Sequential([L.Remat(L.Linear(3)), L.ReLU()])._fused_activation == (None, None)

@@ -326,3 +326,20 @@ def test_load_torch_conv_batchnorm_layernorm_embedding():
     no_affine, _ = io.load_torch_state_dict(L.BatchNorm(affine=False),
                                             torch.nn.BatchNorm1d(3, affine=False).state_dict())
     assert no_affine == {}
+
+
+def test_load_torch_into_a_remat_model_matches_torch_forward():
+    """Remat adds no key (its block has the plain model's path), and a wrapped Linear is still transposed."""
+    torch.manual_seed(1)
+    tmodel = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU()), torch.nn.Linear(6, 6),
+                                 torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    model = L.Sequential([L.Remat(L.Sequential([L.Linear(6), L.ReLU()])), L.Remat(L.Linear(6)), L.Tanh(),
+                          L.Remat(L.Linear(3))])
+    x = np.random.default_rng(3).standard_normal((5, 4))
+    expected = tmodel(torch.tensor(x)).detach().numpy()
+    template = model.init(fnnet.random.key(0), (None, 4), np.float64)
+    for params, _ in (io.load_torch_state_dict(model, tmodel.state_dict()),
+                      io.load_torch_state_dict(model, tmodel.state_dict(), params=template)):
+        assert tree.structure(params) == tree.structure(template)
+        np.testing.assert_array_equal(params["1"]["weight"], tmodel[1].weight.detach().numpy().T)  # square: (6, 6)
+        np.testing.assert_allclose(model.apply(params, x), expected, rtol=1e-12, atol=1e-12)

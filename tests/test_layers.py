@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import fnnet
 import fnnet.layers as L
 import fnnet.ops as ops
+from fnnet.layers.walking import is_leaf
 from fnnet.testing import assert_close, check_grads
 
 from .layer_cases import CASES, covered_layer_names, example_input
@@ -20,27 +21,41 @@ KEY = fnnet.random.key(0)
 ids = [c.id for c in CASES]
 
 
+def _subtree(nested, path):
+    for part in path.split("/") if path else ():
+        nested = nested[part]
+    return nested
+
+
+def _torch_entries(layer, params):
+    """``(section, fnnet path, torch key, transpose)`` for every param and state entry of ``layer``: each
+    leaf's ``torch_layout()`` at the leaf's path (name for name for a leaf without one, as fnnet.io does)."""
+    for path, leaf, _ in L.walk(layer):
+        if not is_leaf(leaf):
+            continue
+        layout = leaf.torch_layout()
+        if layout is None:
+            layout = [L.TorchParam(name) for name in _subtree(params, path)]
+        prefix = path.replace("/", ".") + "." if path else ""
+        for e in layout:
+            if e.section != "ignored":
+                yield e.section, f"{path}/{e.name}" if path else e.name, prefix + e.torch_name, e.transpose
+
+
 def _copy_to_torch(layer, params, state, module):
+    """Load fnnet ``params``/``state`` into the torch twin ``module``; every torch entry must be covered."""
     import torch
 
-    name = type(layer).__name__
-    if name == "Sequential":
-        children = [m for m in module.children()]
-        torch_layers = [m for m in children]
-        for (child_name, child), m in zip(zip(layer.child_names, layer.layers), torch_layers):
-            _copy_to_torch(child, params[child_name], (state or {}).get(child_name, {}), m)
-        return
-    with torch.no_grad():
-        if name == "Linear":
-            module.weight.copy_(torch.tensor(params["weight"].T))
-        elif name in ("Conv2D", "LayerNorm", "Embedding", "BatchNorm"):
-            if "weight" in params:
-                module.weight.copy_(torch.tensor(params["weight"]))
-        if "bias" in params:
-            module.bias.copy_(torch.tensor(params["bias"]))
-        if name == "BatchNorm":
-            module.running_mean.copy_(torch.tensor(state["mean"]))
-            module.running_var.copy_(torch.tensor(state["var"]))
+    new = {}
+    for section, path, key, transpose in _torch_entries(layer, params):
+        if section == "state" and not state:
+            continue
+        value = _subtree(params if section == "params" else state, path)
+        new[key] = torch.tensor(value.T if transpose else value)
+    full = module.state_dict()
+    assert set(new) <= set(full), f"keys unknown to torch: {sorted(set(new) - set(full))}"
+    assert all(k.endswith("num_batches_tracked") for k in set(full) - set(new)), sorted(set(full) - set(new))
+    module.load_state_dict({**full, **new})
 
 
 def _randomize(params, seed=1):
@@ -96,28 +111,18 @@ def test_matches_torch_forward_and_gradients(case):
     if not case.int_input:
         assert_close(grads[1], tx.grad, rtol=1e-6, atol=1e-9, what=f"{case.id} d/dx")
     gp = grads[0]
+    torch_of = {(section, path): (key, transpose)
+                for section, path, key, transpose in _torch_entries(case.layer, params)}
     torch_named = dict(module.named_parameters())
     for path, g in zip(fnnet.tree.paths(gp), fnnet.tree.leaves(gp)):
-        tname = path.replace("/", ".")
-        tgrad = torch_named[tname].grad.numpy()
-        if type(_leaf_layer(case.layer, path)).__name__ == "Linear" and path.endswith("weight"):
-            tgrad = tgrad.T
-        assert_close(g, tgrad, rtol=1e-6, atol=1e-9, what=f"{case.id} d/d{path}")
+        key, transpose = torch_of["params", path]
+        tgrad = torch_named[key].grad.numpy()
+        assert_close(g, tgrad.T if transpose else tgrad, rtol=1e-6, atol=1e-9, what=f"{case.id} d/d{path}")
     if case.stateful and case.train:
         buffers = dict(module.named_buffers())
         for path, s in zip(fnnet.tree.paths(new_state), fnnet.tree.leaves(new_state)):
-            tname = path.replace("/", ".").replace("mean", "running_mean").replace("var", "running_var")
-            assert_close(s, buffers[tname], rtol=1e-6, atol=1e-9, what=f"{case.id} state {path}")
-
-
-def _leaf_layer(layer, path):
-    parts = path.split("/")[:-1]
-    for part in parts:
-        if hasattr(layer, "child_names"):
-            layer = layer.layers[layer.child_names.index(part)]
-        elif part == "block":
-            layer = layer.block
-    return layer
+            key, _ = torch_of["state", path]
+            assert_close(s, buffers[key], rtol=1e-6, atol=1e-9, what=f"{case.id} state {path}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids)
@@ -192,10 +197,10 @@ def test_params_mismatch_names_missing_and_extra_keys():
     (lambda: L.Linear(0), "out_features must be a positive int"),
     (lambda: L.Dropout(1.0), r"Dropout: rate .* must be in \[0, 1\), got 1.0"),
     (lambda: L.Dropout(-0.1), "must be in"),
-    (lambda: L.Conv2D(4, 0), "Conv2D: kernel_size must be a positive int"),
+    (lambda: L.Conv2D(4, 0), "Conv2D: kernel_size must be positive"),
     (lambda: L.Conv2D(4, 3, groups=3), "out_channels=4 must be divisible by groups=3"),
-    (lambda: L.Conv2D(4, 3, stride=2, padding="same"), "padding='same' needs stride=1"),
-    (lambda: L.MaxPool2D(2, padding=2), "at most half the kernel"),
+    (lambda: L.Conv2D(4, 3, stride=2, padding="same"), "padding='same' needs stride 1"),
+    (lambda: L.MaxPool2D(2, padding=2), "at most half of the kernel size"),
     (lambda: L.BatchNorm(momentum=2.0), "momentum must be in"),
     (lambda: L.Embedding(0, 3), "num_embeddings must be a positive int"),
     (lambda: L.Sequential([L.Linear(2), "relu"]), r"layers\[1\] is not a layer"),
@@ -339,7 +344,7 @@ def test_init_accepts_an_example_array():
 
 def test_sequential_fuses_linear_relu_bitwise_identically():
     fused = L.Sequential([L.Linear(6), L.ReLU(), L.Linear(4), L.ReLU(), L.Linear(2)])
-    assert fused._fuse_relu == (True, False, True, False, False)
+    assert fused._fused_activation == ("relu", None, "relu", None, None)
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     params = fused.init(KEY, x)
 
@@ -360,7 +365,7 @@ def test_sequential_fuses_linear_relu_bitwise_identically():
 
 def test_sequential_fuses_conv_relu_bitwise_identically():
     model = L.Sequential([L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Linear(2)])
-    assert model._fuse_relu[:2] == (True, False)
+    assert model._fused_activation[:2] == ("relu", None)
     x = np.random.default_rng(1).standard_normal((3, 2, 6, 6)).astype(np.float32)
     params = model.init(KEY, x)
 

@@ -6,26 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tree
+from ..layers.walking import is_leaf, walk
 
 __all__ = ["load_torch_state_dict"]
-
-
-def _transpose(a):
-    return np.ascontiguousarray(a.T)
-
-
-# fnnet layer class name -> {torch state_dict name: (section, fnnet name, convert to fnnet layout or None)}.
-# torch names absent here are errors, except the ignored ones.
-_TORCH_LAYOUTS = {
-    "Linear": {"weight": ("params", "weight", _transpose), "bias": ("params", "bias", None)},
-    "Conv2D": {"weight": ("params", "weight", None), "bias": ("params", "bias", None)},
-    "BatchNorm": {"weight": ("params", "weight", None), "bias": ("params", "bias", None),
-                  "running_mean": ("state", "mean", None), "running_var": ("state", "var", None)},
-    "LayerNorm": {"weight": ("params", "weight", None), "bias": ("params", "bias", None)},
-    "Embedding": {"weight": ("params", "weight", None)},
-}
-_TORCH_IGNORED = {"BatchNorm": ("num_batches_tracked",)}
-_LAYOUT_NOTES = {("Linear", "weight"): " (torch Linear.weight is (out, in), fnnet's is its transpose (in, out))"}
 
 
 def _to_numpy(v):
@@ -34,46 +17,41 @@ def _to_numpy(v):
     return np.asarray(v)
 
 
-def _expected_torch_names(layer, kind, template_params, template_state):
-    """The torch names this layer needs: from the templates when given, else from the layer's flags."""
-    names = []
-    for tname, (section, fname, _) in _TORCH_LAYOUTS[kind].items():
-        template = template_params if section == "params" else template_state
-        if template is not None:
-            if fname in template:
-                names.append(tname)
-            continue
-        if section == "params":
-            if fname == "bias" and not getattr(layer, "use_bias", True):
-                continue
-            if not getattr(layer, "affine", True):
-                continue
-        names.append(tname)
-    return names
+def _fmt_shape(shape):
+    inner = ", ".join(str(s) for s in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
-def _check_spec(layer, kind, tname, arr, key):
-    """Check a converted array against the layer's hyperparameters (when no template fixes the shape)."""
-    expected = None
-    if kind == "Linear":
-        if tname == "weight" and (arr.ndim != 2 or arr.shape[1] != layer.out_features):
-            expected = f"(in_features, {layer.out_features}) after transposing, i.e. torch shape ({layer.out_features}, in_features)"
-        elif tname == "bias" and arr.shape != (layer.out_features,):
-            expected = f"({layer.out_features},)"
-    elif kind == "Conv2D":
-        if tname == "weight" and (arr.ndim != 4 or arr.shape[0] != layer.out_channels
-                                  or tuple(arr.shape[2:]) != tuple(layer.kernel_size)):
-            expected = f"({layer.out_channels}, in_channels // groups, {', '.join(map(str, layer.kernel_size))})"
-        elif tname == "bias" and arr.shape != (layer.out_channels,):
-            expected = f"({layer.out_channels},)"
-    elif kind == "Embedding":
-        if arr.shape != (layer.num_embeddings, layer.features):
-            expected = f"({layer.num_embeddings}, {layer.features})"
-    elif arr.ndim != 1:
-        expected = "a 1-D array (channels,)"
-    if expected is not None:
-        raise ValueError(f"fnnet.io.load_torch_state_dict: {key!r} has shape {tuple(arr.shape)} but the {kind} "
-                         f"layer expects {expected}")
+def _at(nested, path):
+    """The subtree of ``nested`` at ``path`` (``""`` is the root), or None."""
+    node = nested
+    for part in path.split("/") if path else ():
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _place(holder, path, value, overwrite):
+    """Store ``value`` at ``path`` in the tree ``holder[""]``, creating the dicts on the way."""
+    parts = ["", *path.split("/")] if path else [""]
+    node = holder
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    if overwrite or parts[-1] not in node:
+        node[parts[-1]] = value
+
+
+def _check_spec(kind, entry, raw, arr, key):
+    """Check a converted array against the shape the layer's hyperparameters fix (no template given)."""
+    spec = entry.shape
+    if spec is None or (arr.ndim == len(spec) and all(isinstance(e, str) or e == a for a, e in zip(arr.shape, spec))):
+        return
+    expected = _fmt_shape(spec)
+    if entry.transpose:
+        expected = f"{_fmt_shape(spec[::-1])} (fnnet stores its transpose {expected})"
+    raise ValueError(f"fnnet.io.load_torch_state_dict: {key!r} has shape {tuple(raw.shape)} but the {kind} layer "
+                     f"expects {expected}")
 
 
 class _TorchImport:
@@ -91,53 +69,47 @@ class _TorchImport:
         self.used.add(key)
         return _to_numpy(self.sd[key])
 
-    def walk(self, layer, prefix, path, params_t, state_t):
-        if hasattr(layer, "layers") and hasattr(layer, "child_names"):
-            params, state = {}, {}
-            for name, child in zip(layer.child_names, layer.layers):
-                params[name], state[name] = self.walk(
-                    child, f"{prefix}{name}.", f"{path}/{name}" if path else name,
-                    None if params_t is None else params_t.get(name), None if state_t is None else state_t.get(name))
-            return params, state
-        if hasattr(layer, "block") and type(layer).__name__ == "Residual":
-            p, s = self.walk(layer.block, f"{prefix}block.", f"{path}/block" if path else "block",
-                             None if params_t is None else params_t.get("block"),
-                             None if state_t is None else state_t.get("block"))
-            return {"block": p}, {"block": s}
-        kind = type(layer).__name__
-        if kind in _TORCH_LAYOUTS:
-            return self.leaf_layer(layer, kind, prefix, path, params_t, state_t)
-        return self.generic_layer(kind, prefix, path, params_t, state_t)
-
-    def leaf_layer(self, layer, kind, prefix, path, params_t, state_t):
+    def leaf(self, layer, path, params_t, state_t):
+        """(params, state) of one leaf layer: by its ``torch_layout()``, or name for name without one."""
+        layout_of = getattr(layer, "torch_layout", None)
+        layout = None if layout_of is None else layout_of()
+        prefix = path.replace("/", ".") + "." if path else ""
+        if layout is None:
+            return self.by_name(type(layer).__name__, prefix, path, params_t, state_t)
         params, state = {}, {}
-        for tname in _TORCH_IGNORED.get(kind, ()):
-            if prefix + tname in self.sd:
-                self.used.add(prefix + tname)
-        for tname in _expected_torch_names(layer, kind, params_t, state_t):
-            section, fname, convert = _TORCH_LAYOUTS[kind][tname]
-            key = prefix + tname
-            where = f"{section}[{path!r}][{fname!r}]" if path else f"{section}[{fname!r}]"
+        for entry in layout:
+            key = prefix + entry.torch_name
+            if entry.section == "ignored":
+                if key in self.sd:
+                    self.used.add(key)
+                continue
+            template = params_t if entry.section == "params" else state_t
+            if template is not None and entry.name not in template:
+                continue
+            where = f"{entry.section}[{path!r}][{entry.name!r}]" if path else f"{entry.section}[{entry.name!r}]"
             raw = self.take(key, where)
-            arr = convert(raw) if convert is not None else raw
-            template = (params_t if section == "params" else state_t)
+            arr = np.ascontiguousarray(raw.T) if entry.transpose else raw
             if template is not None:
-                target = np.asarray(template[fname])
-                if arr.shape != target.shape:
-                    note = _LAYOUT_NOTES.get((kind, tname), "")
-                    torch_shape = tuple(reversed(target.shape)) if convert is _transpose else target.shape
-                    raise ValueError(
-                        f"fnnet.io.load_torch_state_dict: {key!r} has shape {tuple(raw.shape)} in the state_dict, "
-                        f"but fnnet {where} has shape {target.shape} (torch shape {torch_shape} expected){note}")
-                arr = arr.astype(target.dtype)
+                arr = self.like_template(type(layer).__name__, entry, key, where, raw, arr, template[entry.name])
             else:
-                _check_spec(layer, kind, tname, arr, key)
+                _check_spec(type(layer).__name__, entry, raw, arr, key)
                 arr = np.array(arr, copy=True)
-            (params if section == "params" else state)[fname] = arr
+            (params if entry.section == "params" else state)[entry.name] = arr
         return params, state
 
-    def generic_layer(self, kind, prefix, path, params_t, state_t):
-        """A layer without a table entry: parameter-free, or mapped name for name with the template's shapes."""
+    @staticmethod
+    def like_template(kind, entry, key, where, raw, arr, template):
+        target = np.asarray(template)
+        if arr.shape != target.shape:
+            torch_shape = tuple(reversed(target.shape)) if entry.transpose else target.shape
+            note = f" (fnnet's {kind} stores the transpose of torch's {entry.torch_name!r})" if entry.transpose else ""
+            raise ValueError(
+                f"fnnet.io.load_torch_state_dict: {key!r} has shape {tuple(raw.shape)} in the state_dict, "
+                f"but fnnet {where} has shape {target.shape} (torch shape {torch_shape} expected){note}")
+        return arr.astype(target.dtype)
+
+    def by_name(self, kind, prefix, path, params_t, state_t):
+        """A layer without a ``torch_layout``: parameter-free, or mapped name for name with the template's shapes."""
         if not params_t:
             return ({} if params_t is None else params_t), ({} if state_t is None else state_t)
         leaves, treedef = tree.flatten(params_t)
@@ -151,28 +123,34 @@ class _TorchImport:
             out.append(raw.astype(np.asarray(t).dtype))
         return tree.unflatten(treedef, out), ({} if state_t is None else state_t)
 
+    def model(self, model, params_t, state_t):
+        """(params, state) of the whole model, built leaf by leaf at the leaves' paths."""
+        params, state = {}, {}
+        for path, layer, _ in walk(model):
+            if not is_leaf(layer):  # a container: its (possibly empty) dict; leaves fill it
+                _place(params, path, {}, overwrite=False)
+                _place(state, path, {}, overwrite=False)
+                continue
+            p, s = self.leaf(layer, path, _at(params_t, path), _at(state_t, path))
+            _place(params, path, p, overwrite=True)
+            _place(state, path, s, overwrite=True)
+        return params[""], state[""]
+
 
 def load_torch_state_dict(model, state_dict, params=None, state=None):
     """Map a PyTorch module's ``state_dict`` onto an fnnet model's params and state.
 
-    The fnnet model is walked in order: ``Sequential``/``Parallel`` children are matched to torch keys by
-    their names (``"0.weight"``, ``"0.bias"``, ``"3.running_mean"`` ... for ``nn.Sequential``, where
-    parameter-free modules such as ``nn.ReLU`` also take an index, as fnnet's activation layers do), and
-    ``Residual`` blocks by ``"block."``.  Layouts are converted per layer type:
+    The fnnet model is walked in order (:func:`fnnet.layers.walk`) and each layer's params path is its
+    torch key prefix: ``Sequential``/``Parallel`` children are matched by their names (``"0.weight"``,
+    ``"3.running_mean"`` ... for ``nn.Sequential``, where parameter-free modules such as ``nn.ReLU`` also
+    take an index, as fnnet's activation layers do), ``Residual`` blocks by ``"block."``, and a ``Remat``
+    adds nothing (its block has the path of the plain model's layer; PyTorch checkpoints without a module).
 
-    ============  =======================================  ===========================================
-    fnnet layer   torch keys                               fnnet params / state
-    ============  =======================================  ===========================================
-    Linear        weight ``(out, in)``, bias               weight ``(in, out)`` (transposed), bias
-    Conv2D        weight ``(O, C/g, kh, kw)``, bias        weight (same layout), bias
-    BatchNorm     weight, bias, running_mean, running_var  params weight/bias, state mean/var
-                  (num_batches_tracked is ignored)
-    LayerNorm     weight, bias ``(F,)``                    weight, bias
-    Embedding     weight ``(num, features)``               weight
-    ============  =======================================  ===========================================
-
-    Other layers with params are matched name for name (``"w"`` -> ``"<prefix>.w"``) with unchanged shapes;
-    this needs a ``params`` template.
+    Each layer converts its own entries (``Layer.torch_layout()``): e.g. ``Linear`` transposes the weight
+    (torch ``(out, in)``, fnnet ``(in, out)``), ``BatchNorm`` maps ``running_mean``/``running_var`` to its
+    state ``mean``/``var`` and ignores ``num_batches_tracked``; convolution, normalisation and embedding
+    weights keep their layout.  Layers without a layout are matched name for name (``"w"`` ->
+    ``"<prefix>.w"``) with unchanged shapes; this needs a ``params`` template.
 
     Args:
         model: the fnnet layer (usually a ``Sequential``).
@@ -197,7 +175,7 @@ def load_torch_state_dict(model, state_dict, params=None, state=None):
         params, state = fnnet.io.load_torch_state_dict(model, torch_model.state_dict())
     """
     importer = _TorchImport(state_dict)
-    new_params, new_state = importer.walk(model, "", "", params, state)
+    new_params, new_state = importer.model(model, params, state)
     extra = [k for k in state_dict.keys() if k not in importer.used]
     if extra:
         raise ValueError(f"fnnet.io.load_torch_state_dict: unexpected key(s) {extra} in the state_dict: no fnnet "

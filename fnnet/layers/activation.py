@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import attrs
+import numpy as np
 
 from .. import ops
-from .base import Layer, register
+from .base import Layer, numel, register
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax"]
 
 
+@attrs.frozen
+class _Elementwise(Layer):
+    """Estimates shared by activations: ``flops_per_element`` per element, and a VJP that reads one array
+    the size of ``x`` (its input or its output)."""
+
+    flops_per_element = 1
+
+    def flops(self, in_shape):
+        return self.flops_per_element * numel(in_shape)
+
+    def tape_bytes(self, in_shape, dtype):
+        return numel(in_shape) * np.dtype(dtype).itemsize
+
+
 @register
 @attrs.frozen
-class ReLU(Layer):
+class ReLU(_Elementwise):
     """``max(x, 0)`` elementwise; any shape."""
+
+    fused_activation = "relu"  # a preceding Linear or Conv2D applies it inside its own kernel
 
     def forward(self, params, x, *, key=None, train=False):
         return ops.relu(x)
@@ -21,7 +38,7 @@ class ReLU(Layer):
 
 @register
 @attrs.frozen
-class LeakyReLU(Layer):
+class LeakyReLU(_Elementwise):
     """``x`` if ``x > 0`` else ``negative_slope * x``; any shape."""
 
     negative_slope: float = 0.01
@@ -32,7 +49,7 @@ class LeakyReLU(Layer):
 
 @register
 @attrs.frozen
-class ELU(Layer):
+class ELU(_Elementwise):
     """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``; any shape."""
 
     alpha: float = 1.0
@@ -43,7 +60,7 @@ class ELU(Layer):
 
 @register
 @attrs.frozen
-class GELU(Layer):
+class GELU(_Elementwise):
     """``x * Phi(x)`` (``approximate=True``: the tanh formula); any shape."""
 
     approximate: bool = False
@@ -54,7 +71,7 @@ class GELU(Layer):
 
 @register
 @attrs.frozen
-class Sigmoid(Layer):
+class Sigmoid(_Elementwise):
     """``1 / (1 + exp(-x))``; any shape."""
 
     def forward(self, params, x, *, key=None, train=False):
@@ -63,7 +80,7 @@ class Sigmoid(Layer):
 
 @register
 @attrs.frozen
-class Tanh(Layer):
+class Tanh(_Elementwise):
     """Hyperbolic tangent; any shape."""
 
     def forward(self, params, x, *, key=None, train=False):
@@ -72,7 +89,7 @@ class Tanh(Layer):
 
 @register
 @attrs.frozen
-class Softplus(Layer):
+class Softplus(_Elementwise):
     """``log(1 + exp(x))``; any shape."""
 
     def forward(self, params, x, *, key=None, train=False):
@@ -81,10 +98,11 @@ class Softplus(Layer):
 
 @register
 @attrs.frozen
-class Softmax(Layer):
+class Softmax(_Elementwise):
     """``exp(x) / sum(exp(x))`` along ``axis`` (stable); any shape."""
 
     axis: int = -1
+    flops_per_element = 5  # max, subtract, exp, sum, divide
 
     def forward(self, params, x, *, key=None, train=False):
         return ops.softmax(x, axis=self.axis)
@@ -92,10 +110,11 @@ class Softmax(Layer):
 
 @register
 @attrs.frozen
-class LogSoftmax(Layer):
+class LogSoftmax(_Elementwise):
     """``x - logsumexp(x)`` along ``axis``; any shape."""
 
     axis: int = -1
+    flops_per_element = 5  # max, subtract, exp, sum, divide
 
     def forward(self, params, x, *, key=None, train=False):
         return ops.log_softmax(x, axis=self.axis)

@@ -9,6 +9,17 @@ A layer is an ``@attrs.frozen`` class of hyperparameters with pure methods:
 - ``apply(params, x, *, state=None, key=None, train=False)``: returns ``y``; when a ``state`` tree is
   passed it returns ``(y, new_state)``.  Nothing is ever mutated in place.
 
+What a layer says about itself, so that no code outside its file switches on its class (defaults in
+:class:`Layer`; a layer that does not subclass it gets the same defaults from the readers):
+
+- ``children()``: ``((name, layer), ...)`` in params-tree order (``()`` for a leaf);
+  ``child_in_shapes(in_shape)``: each child's input shape.  :func:`fnnet.layers.walk` walks a model by them.
+- ``flops(in_shape)`` and ``tape_bytes(in_shape, dtype)``: estimates for ``fnnet.summary`` (``None``: not
+  estimated, shown as ``?``).
+- ``torch_layout()``: how the equivalent ``torch.nn`` module's ``state_dict`` maps onto params and state.
+- ``compile_cost``, ``integer_input``: hints for ``fnnet.precompile``.
+- ``fusable_activations``, ``fused_activation``, ``apply_fused``: kernel fusion inside ``Sequential``.
+
 Multi-input and multi-output layers (``Parallel``, ``FanOut``, ``FanInSum`` ...) take and return tuples
 of arrays, and their shapes are tuples of shapes.
 """
@@ -16,16 +27,19 @@ of arrays, and their shapes are tuples of shapes.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 
 import attrs
 import numpy as np
 
 from .. import init as initializers
+from .. import tree
+from ..ops._validate import is_array
 
 __all__ = [
-    "Layer", "register", "get", "registered_layers", "to_config", "from_config",
-    "positive_int", "non_negative_int", "as_shape", "check_params", "child_errors", "with_path", "USER_ERRORS",
+    "Layer", "TorchParam", "numel", "register", "get", "registered_layers", "to_config", "from_config",
+    "positive_int", "non_negative_int", "as_shape", "check_input", "check_params", "child_errors", "with_path", "USER_ERRORS",
 ]
 
 _LAYERS: dict[str, type] = {}
@@ -50,6 +64,7 @@ class Layer:
         return as_shape(in_shape)
 
     def apply(self, params, x, *, state=None, key=None, train=False):
+        check_input(self, x)
         y = self.forward(params, x, key=key, train=train)
         return y if state is None else (y, state)
 
@@ -58,6 +73,82 @@ class Layer:
 
     def __call__(self, params, x, **kwargs):
         return self.apply(params, x, **kwargs)
+
+    # ------------------------------------------------------------------ what the layer says about itself
+    # Plain class attributes (not annotated, so not attrs fields):
+
+    #: relative time to compile this layer's kernels; ``fnnet.precompile`` starts the heaviest first.
+    compile_cost = 1
+    #: the input is integer indices (``Embedding``): not differentiated, fed zeros by ``precompile``.
+    integer_input = False
+    #: the children's activations are recomputed in the backward instead of kept (``Remat``).
+    rematerializes = False
+    #: the name under which fused kernels apply this activation (``"relu"``), or None.
+    fused_activation = None
+    #: the ``fused_activation`` names this layer's kernel can apply to its output (see ``apply_fused``).
+    fusable_activations = frozenset()
+
+    def children(self) -> tuple:
+        """``((name, layer), ...)``: the direct children in params-tree order (``params[name]`` is the
+        child's params); ``()`` for a leaf.  A name of ``None`` marks a child whose params are this layer's
+        own, not nested (``Remat``)."""
+        return ()
+
+    def child_in_shapes(self, in_shape) -> tuple:
+        """The input shape of each child (aligned with :meth:`children`) when this layer's is ``in_shape``."""
+        if self.children():
+            raise NotImplementedError(f"{type(self).__name__} has children() but does not define child_in_shapes()")
+        return ()
+
+    def flops(self, in_shape):
+        """Forward floating-point operations for an input of ``in_shape`` (a multiply-add counts 2), or
+        None when not estimated (``fnnet.summary`` shows ``?``)."""
+        return None
+
+    def tape_bytes(self, in_shape, dtype):
+        """Bytes of activations this layer's ops keep on the tape for the backward in training (params
+        excluded), or None when not estimated."""
+        return None
+
+    def torch_layout(self):
+        """``(TorchParam, ...)``: how the ``state_dict`` of the equivalent ``torch.nn`` module maps onto this
+        layer's params and state; None: params are matched name for name with unchanged shapes."""
+        return None
+
+    def apply_fused(self, params, x, activation):
+        """``activation(apply(params, x))`` in one kernel, for ``activation`` in ``fusable_activations``."""
+        raise NotImplementedError(f"{type(self).__name__} fuses no activation (fusable_activations is empty)")
+
+
+def _default_name(entry):
+    return entry.torch_name
+
+
+@attrs.frozen
+class TorchParam:
+    """One ``state_dict`` entry of a ``torch.nn`` module and where it goes in the fnnet layer's trees.
+
+    Args:
+        torch_name: the key inside the module (``"weight"``, ``"running_mean"``).
+        section: ``"params"``, ``"state"``, or ``"ignored"`` (kept by torch, not needed by fnnet).
+        name: the fnnet key (default: ``torch_name``).
+        shape: the fnnet shape as far as the hyperparameters fix it: ints, and strings naming the sizes
+            only the input fixes, e.g. ``("in_features", 10)``; None: not checked.
+        transpose: fnnet stores the transpose of torch's 2-D array.
+    """
+
+    torch_name: str
+    section: str = attrs.field(default="params", validator=attrs.validators.in_(("params", "state", "ignored")))
+    name: str = attrs.field(default=attrs.Factory(_default_name, takes_self=True))
+    shape: tuple | None = None
+    transpose: bool = False
+
+
+def numel(shape) -> int:
+    """Number of elements of ``shape``, a ``None`` (batch) entry counting as 1; a tuple of shapes sums."""
+    if shape and isinstance(shape[0], (tuple, list)):
+        return sum(numel(s) for s in shape)
+    return math.prod(1 if s is None else s for s in shape)
 
 
 def register(cls):
@@ -101,7 +192,14 @@ def _encode(value):
         return value
     if isinstance(value, type) and issubclass(value, np.generic):
         return {"dtype": np.dtype(value).name}
-    raise TypeError(f"fnnet.layers.to_config: cannot serialise field value {value!r} of type {type(value).__name__}")
+    if hasattr(value, "apply") and hasattr(value, "init"):
+        raise TypeError(f"fnnet.layers.to_config: the nested layer {type(value).__name__} is not registered; "
+                        "decorate its class with @fnnet.layers.register (below @attrs.frozen)")
+    if callable(value):
+        raise TypeError(f"fnnet.layers.to_config: cannot serialise the function {value!r}; use an initializer from "
+                        "fnnet.init, or an attrs initializer class decorated with @fnnet.init.register")
+    raise TypeError(f"fnnet.layers.to_config: cannot serialise field value {value!r} of type {type(value).__name__}; "
+                    "fields must be numbers, strings, tuples, dtypes, registered layers or registered initializers")
 
 
 def _decode(value):
@@ -164,6 +262,21 @@ def as_shape(in_shape, where="layer"):
             f"array, got {in_shape!r}"
         )
     return tuple(None if s is None else int(s) for s in in_shape)
+
+
+def check_input(layer, x) -> None:
+    """Raise a TypeError naming ``layer`` unless ``x`` is an array or a traced array, or a tuple (or other
+    tree) of them for multi-input layers; the ops then check dtypes and shapes."""
+    if is_array(x):
+        return  # the common case, checked cheaply
+    leaves = tree.leaves(x)
+    if leaves and all(is_array(leaf) for leaf in leaves):
+        return
+    dtype = "np.int64" if getattr(layer, "integer_input", False) else "np.float32"
+    raise TypeError(
+        f"{type(layer).__name__}: x expected a numpy array (or a traced one; a tuple of them for a multi-input "
+        f"layer), got {type(x).__name__}; convert it with np.asarray(x, dtype={dtype})"
+    )
 
 
 def check_params(where: str, params, required=(), optional=()):

@@ -14,10 +14,7 @@ import numpy as np
 from .. import ops
 from .. import random as fnrandom
 from . import recording
-from .activation import ReLU
-from .base import USER_ERRORS, Layer, as_shape, check_params, child_errors, positive_int, register, with_path
-from .conv import Conv2D
-from .dense import Linear
+from .base import USER_ERRORS, Layer, as_shape, check_input, check_params, child_errors, numel, positive_int, register, with_path
 
 __all__ = ["Sequential", "Parallel", "FanOut", "FanInSum", "FanInConcat", "Residual"]
 
@@ -64,6 +61,9 @@ class _Container(Layer):
     def _check(self, params):
         check_params(type(self).__name__, params, self.child_names)
 
+    def children(self):
+        return tuple(zip(self.child_names, self.layers))
+
 
 @register
 @attrs.frozen
@@ -74,9 +74,10 @@ class Sequential(_Container):
         layers: sequence of layers.
         names: optional distinct names for the children (default ``"0"``, ``"1"``, ...).
 
-    A ``Linear`` or ``Conv2D`` directly followed by a ``ReLU`` runs as one fused kernel (bias and ReLU
-    inside the matrix-product or convolution kernel); the result is bit-identical to running them one
-    after the other.  Fusion is skipped while activations are being recorded, so every layer is observed.
+    A layer directly followed by an activation it can apply inside its own kernel (its
+    ``fusable_activations`` holds the activation's ``fused_activation``: ``Linear`` or ``Conv2D`` then
+    ``ReLU``) runs as one fused kernel; the result is bit-identical to running them one after the other.
+    Fusion is skipped while activations are being recorded, so every layer is observed.
 
     Example::
 
@@ -85,13 +86,13 @@ class Sequential(_Container):
         logits = model.apply(params, x)          # x: (batch, 1, 28, 28) -> (batch, 10)
     """
 
-    _fuse_relu: tuple = attrs.field(init=False, eq=False, repr=False)
+    _fused_activation: tuple = attrs.field(init=False, eq=False, repr=False)  # per child: fused name or None
 
     def __attrs_post_init__(self):
         super().__attrs_post_init__()
         layers = self.layers
-        fuse = tuple(type(a) in (Linear, Conv2D) and type(b) is ReLU for a, b in zip(layers, layers[1:])) + (False,)
-        object.__setattr__(self, "_fuse_relu", fuse[: len(layers)])
+        fused = tuple(_fusable(a, b) for a, b in zip(layers, layers[1:])) + (None,)
+        object.__setattr__(self, "_fused_activation", fused[: len(layers)])
 
     def init(self, key, in_shape, dtype=np.float32):
         shape = as_shape(in_shape, "Sequential.init")
@@ -118,21 +119,30 @@ class Sequential(_Container):
                 shape = layer.out_shape(shape)
         return shape
 
+    def child_in_shapes(self, in_shape):
+        shapes, shape = [], in_shape
+        for name, layer in zip(self.child_names, self.layers):
+            shapes.append(shape)
+            with child_errors(name, layer):
+                shape = layer.out_shape(shape)
+        return tuple(shapes)
+
     def apply(self, params, x, *, state=None, key=None, train=False):
         self._check(params)
+        check_input(self, x)  # also for a first layer that runs fused, outside its own apply
         rec = recording.current()
         new_state = None if state is None else {}
-        fused_relu = False
+        fused = False
         for i, (name, layer, k) in enumerate(zip(self.child_names, self.layers, _child_keys(key, len(self.layers)))):
-            if fused_relu:  # this ReLU already ran inside the previous Linear's kernel
-                fused_relu = False
+            if fused:  # this activation already ran inside the previous layer's kernel
+                fused = False
                 if new_state is not None:
                     new_state[name] = {}
                 continue
             try:
-                if rec is None and self._fuse_relu[i]:
-                    x = layer.apply_relu(params[name], x)
-                    fused_relu = True
+                if rec is None and self._fused_activation[i] is not None:
+                    x = layer.apply_fused(params[name], x, self._fused_activation[i])
+                    fused = True
                     self._check_child_params(params, i + 1)
                     if new_state is not None:
                         new_state[name] = {}
@@ -157,6 +167,12 @@ class Sequential(_Container):
             raise with_path(e, name, layer) from e
 
 
+def _fusable(layer, following):
+    """The activation name when ``layer``'s kernel can apply ``following`` itself, else None."""
+    name = getattr(following, "fused_activation", None)
+    return name if name is not None and name in getattr(layer, "fusable_activations", ()) else None
+
+
 def _shapes(in_shape, n, where):
     if not isinstance(in_shape, (tuple, list)) or len(in_shape) != n or not all(isinstance(s, (tuple, list)) for s in in_shape):
         raise ValueError(f"{where}: expected a tuple of {n} input shapes (one per branch), got {in_shape!r}")
@@ -165,7 +181,7 @@ def _shapes(in_shape, n, where):
 
 def _inputs(x, n, where):
     if not isinstance(x, (tuple, list)) or len(x) != n:
-        raise ValueError(f"{where}: expected a tuple of {n} inputs (one per branch), got {type(x).__name__}"
+        raise (ValueError if isinstance(x, (tuple, list)) else TypeError)(f"{where}: expected a tuple of {n} inputs (one per branch), got {type(x).__name__}"
                          f"{'' if not isinstance(x, (tuple, list)) else ' of length ' + str(len(x))}; "
                          "put FanOut(n) before it to copy one input")
     return x
@@ -192,6 +208,9 @@ class Parallel(_Container):
     def init_state(self, in_shape, dtype=np.float32):
         shapes = _shapes(in_shape, len(self.layers), "Parallel.init_state")
         return {name: layer.init_state(s, dtype) for name, layer, s in zip(self.child_names, self.layers, shapes)}
+
+    def child_in_shapes(self, in_shape):
+        return tuple(_shapes(in_shape, len(self.layers), "Parallel"))
 
     def out_shape(self, in_shape):
         shapes = _shapes(in_shape, len(self.layers), "Parallel.out_shape")
@@ -231,6 +250,12 @@ class FanOut(Layer):
     def forward(self, params, x, *, key=None, train=False):
         return (x,) * self.num
 
+    def flops(self, in_shape):
+        return 0
+
+    def tape_bytes(self, in_shape, dtype):
+        return 0
+
 
 def _same_shapes(shapes, where):
     first = shapes[0]
@@ -256,6 +281,12 @@ class FanInSum(Layer):
             total = ops.add(total, xi)
         return total
 
+    def flops(self, in_shape):
+        return (len(in_shape) - 1) * numel(in_shape[0])
+
+    def tape_bytes(self, in_shape, dtype):
+        return 0  # the VJP of a sum needs no residuals
+
 
 @register
 @attrs.frozen
@@ -277,6 +308,12 @@ class FanInConcat(Layer):
     def forward(self, params, x, *, key=None, train=False):
         return ops.concatenate(list(x), axis=self.axis)
 
+    def flops(self, in_shape):
+        return 0
+
+    def tape_bytes(self, in_shape, dtype):
+        return 0  # the VJP slices the cotangent; it keeps only the sizes
+
 
 @register
 @attrs.frozen
@@ -288,6 +325,12 @@ class Residual(Layer):
     @property
     def has_state(self):
         return self.block.has_state
+
+    def children(self):
+        return (("block", self.block),)
+
+    def child_in_shapes(self, in_shape):
+        return (in_shape,)
 
     def init(self, key, in_shape, dtype=np.float32):
         shape = as_shape(in_shape, "Residual.init")

@@ -8,7 +8,7 @@ import numpy as np
 from .. import init as initializers
 from .. import ops
 from .. import random as fnrandom
-from .base import Layer, as_shape, check_params, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_params, numel, positive_int, register
 
 __all__ = ["Linear"]
 
@@ -60,9 +60,22 @@ class Linear(Layer):
     def forward(self, params, x, *, key=None, train=False):
         return self._linear(params, x, None)
 
-    def apply_relu(self, params, x):
+    compile_cost = 2
+    fusable_activations = frozenset({"relu"})
+
+    def apply_fused(self, params, x, activation):
         """``relu(apply(params, x))`` in one fused kernel (used by ``Sequential`` for Linear -> ReLU)."""
-        return self._linear(params, x, "relu")
+        return self._linear(params, x, activation)
+
+    def flops(self, in_shape):
+        return 2 * numel(in_shape) * self.out_features + (numel(self.out_shape(in_shape)) if self.use_bias else 0)
+
+    def tape_bytes(self, in_shape, dtype):
+        return numel(in_shape) * np.dtype(dtype).itemsize  # x, for the weight gradient
+
+    def torch_layout(self):
+        weight = TorchParam("weight", shape=("in_features", self.out_features), transpose=True)
+        return (weight, TorchParam("bias", shape=(self.out_features,))) if self.use_bias else (weight,)
 
     def _linear(self, params, x, activation):
         check_params("Linear", params, ("weight", "bias") if self.use_bias else ("weight",))

@@ -19,6 +19,7 @@ import contextlib
 import threading
 
 from .. import ops
+from .walking import is_leaf
 
 __all__ = ["record_activations", "ActivationRecorder", "current"]
 
@@ -28,10 +29,6 @@ _local = threading.local()
 def current():
     """The active recorder of this thread, or None."""
     return getattr(_local, "recorder", None)
-
-
-def _is_container(layer):
-    return hasattr(layer, "child_names") or hasattr(layer, "block")
 
 
 def _insert(nested, path, value):
@@ -75,7 +72,7 @@ class ActivationRecorder:
     def pop(self, layer, y):
         path = "/".join(self._path)
         self._path.pop()
-        if _is_container(layer) or isinstance(y, (tuple, list)):
+        if not is_leaf(layer) or isinstance(y, (tuple, list)):
             return y
         self.types[path] = type(layer).__name__
         self._activations[path] = ops.summarize(y, bins=self.bins)

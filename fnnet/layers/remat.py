@@ -21,6 +21,8 @@ Linear-ReLU pair keeps one array per pair either way.
 
 ``record_activations`` sees through ``Remat``: the same paths and layer types as the plain model, and
 gradient statistics too (the recomputation in the backward records under the block's own path).
+``fnnet.layers.walk`` does too: ``Remat``'s one child is unnamed and has ``Remat``'s own path, so
+``summary``, ``precompile`` and ``fnnet.io.load_torch_state_dict`` treat a checkpointed model like the plain one.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import numpy as np
 
 from .. import ops
 from . import recording
-from .base import USER_ERRORS, Layer, register
+from .base import USER_ERRORS, Layer, numel, register
+from .walking import is_leaf
 
 __all__ = ["Remat"]
 
@@ -93,9 +96,22 @@ class Remat(Layer):
 
     block: Layer = attrs.field(validator=_check_layer)
 
+    rematerializes = True
+
     @property
     def has_state(self):
         return self.block.has_state
+
+    def children(self):
+        return ((None, self.block),)  # not nested: the block's params are Remat's
+
+    def child_in_shapes(self, in_shape):
+        return (in_shape,)
+
+    def tape_bytes(self, in_shape, dtype):
+        """The block's input, the one activation the checkpoint keeps (the block's own ops keep theirs
+        only while it is recomputed in the backward)."""
+        return numel(in_shape) * np.dtype(dtype).itemsize
 
     def init(self, key, in_shape, dtype=np.float32):
         return self.block.init(key, in_shape, dtype)
@@ -126,8 +142,8 @@ class Remat(Layer):
             y, new_state = out, None
         else:
             y, new_state = out[0], ops.stop_gradient(out[1])  # plain arrays, from the first forward
-        if recorder is not None and path and not recording._is_container(layer):
-            # the recorder sees Remat as a container (it has a ``block``); record the wrapped layer's
+        if recorder is not None and path and is_leaf(layer):
+            # the recorder sees Remat as a container (it has children); record the wrapped layer's
             # output under Remat's path, as the plain model would
             y = recorder.pop(layer, y)
             recorder.push(path[-1])

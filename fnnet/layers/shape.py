@@ -12,30 +12,46 @@ from .base import Layer, as_shape, register
 __all__ = ["Flatten", "Reshape", "Identity"]
 
 
+@attrs.frozen
+class _DataMovement(Layer):
+    """Estimates shared by layers that only change shapes: no arithmetic, nothing kept for the backward."""
+
+    def flops(self, in_shape):
+        return 0
+
+    def tape_bytes(self, in_shape, dtype):
+        return 0
+
+
 @register
 @attrs.frozen
-class Flatten(Layer):
+class Flatten(_DataMovement):
     """Merge the axes from ``start_axis`` on: ``(N, C, H, W) -> (N, C*H*W)`` with the default 1."""
 
     start_axis: int = 1
 
+    def _start(self, shape) -> int:
+        """``start_axis`` as a non-negative axis of ``shape``."""
+        if not -len(shape) <= self.start_axis < len(shape):
+            hint = "; a 0-d input has no axes to flatten, reshape it to (1,) first" if not shape else ""
+            raise ValueError(f"Flatten: start_axis={self.start_axis} is out of range for input shape {shape}{hint}")
+        return self.start_axis % len(shape)
+
     def out_shape(self, in_shape):
         shape = as_shape(in_shape, "Flatten")
-        if not -len(shape) <= self.start_axis < max(len(shape), 1):
-            raise ValueError(f"Flatten: start_axis={self.start_axis} is out of range for input shape {shape}")
-        start = self.start_axis % len(shape)
+        start = self._start(shape)
         tail = shape[start:]
         merged = None if any(s is None for s in tail) else math.prod(tail)
         return (*shape[:start], merged)
 
     def forward(self, params, x, *, key=None, train=False):
-        start = self.start_axis % x.ndim
+        start = self._start(tuple(x.shape))
         return ops.reshape(x, (*x.shape[:start], -1 if x.size else math.prod(x.shape[start:])))
 
 
 @register
 @attrs.frozen
-class Reshape(Layer):
+class Reshape(_DataMovement):
     """Reshape every example (the batch axis is kept): ``(N, *a) -> (N, *shape)``; one entry may be -1."""
 
     shape: tuple = attrs.field(converter=tuple)
@@ -58,7 +74,7 @@ class Reshape(Layer):
 
 @register
 @attrs.frozen
-class Identity(Layer):
+class Identity(_DataMovement):
     """Return the input unchanged."""
 
     def forward(self, params, x, *, key=None, train=False):
