@@ -1,11 +1,13 @@
 """Reverse-mode automatic differentiation by dynamic tracing (see docs/design.md, "Tracing")."""
 
-from .primitive import NON_DIFFERENTIABLE, Primitive, check_finite, get_primitive, primitive, registered_primitives
+from .primitive import (
+    NON_DIFFERENTIABLE, Primitive, UnexpectedTracerError, check_finite, get_primitive, primitive, registered_primitives,
+)
 from .tape import Tape, Tracer, is_tracer, unbroadcast, value_of
 from .transforms import checkpoint, grad, last_tape_stats, stop_gradient, value_and_grad, vjp
 
 __all__ = [
-    "NON_DIFFERENTIABLE", "Primitive", "Tape", "Tracer", "check_finite", "checkpoint", "get_primitive", "grad",
+    "NON_DIFFERENTIABLE", "Primitive", "Tape", "Tracer", "UnexpectedTracerError", "check_finite", "checkpoint", "get_primitive", "grad",
     "is_tracer", "last_tape_stats", "primitive", "registered_primitives", "stop_gradient", "unbroadcast",
     "value_and_grad", "value_of", "vjp",
 ]

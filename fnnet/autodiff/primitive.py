@@ -16,7 +16,7 @@ from . import half
 from .tape import Tracer
 
 __all__ = ["Primitive", "primitive", "registered_primitives", "get_primitive", "NON_DIFFERENTIABLE",
-           "check_finite"]
+           "check_finite", "UnexpectedTracerError"]
 
 _REGISTRY: dict[str, "Primitive"] = {}
 
@@ -193,13 +193,18 @@ def _check_tapes(name, tape, args):
             _raise_foreign_tracer(name, a, tape)
 
 
+class UnexpectedTracerError(ValueError):
+    """A traced value reached an op after its ``grad`` call had returned (it leaked out through a global
+    or a closure), or met a traced value of another ``grad`` call (nested differentiation)."""
+
+
 def _raise_foreign_tracer(name, tracer, tape):
     if not tracer.tape.active:
-        raise RuntimeError(
+        raise UnexpectedTracerError(
             f"{name}: got a traced value from a grad call that has already returned (it leaked out, e.g. "
             "through a global or a closure); return plain values from differentiated functions"
         )
-    raise NotImplementedError(
+    raise UnexpectedTracerError(
         f"{name}: inputs come from two different grad calls; nested differentiation (grad of grad) "
         "is not supported, because VJP rules are compiled kernels that are not themselves traced"
     )
