@@ -33,6 +33,13 @@ the column matrix is kh*kw times larger than x).  Determinism: the samples are s
 each chunk sums its samples in index order into its own partial, and the partials are combined serially
 in chunk order.  Bounding the chunk count bounds the partial memory to 16 weight-sized arrays.  Bias
 sums are accumulated in float64 in the same chunks, then cast.
+
+The transposed convolution is these kernels with the roles swapped (its forward is ``conv2d_bwd_input``),
+and 1-D convolutions run them with a unit height.
+
+Padding modes other than zeros (``reflect``, ``replicate``, ``circular``) pad the input first, one axis at a
+time: ``pad_axis_fwd`` gathers along the middle axis of ``(A, L, B)`` through an index map (-1 for a zero)
+and ``pad_axis_bwd`` adds the cotangent back through the same map, serially per ``a`` (deterministic).
 """
 
 import numpy as np
@@ -40,7 +47,8 @@ from numba import prange
 
 from ._jit import kernel
 
-__all__ = ["conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight", "WEIGHT_GRAD_CHUNKS"]
+__all__ = ["conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight", "WEIGHT_GRAD_CHUNKS", "pad_axis_fwd",
+           "pad_axis_bwd"]
 
 #: Number of fixed sample chunks of the weight-gradient reduction (independent of the thread count).
 WEIGHT_GRAD_CHUNKS = 16
@@ -275,3 +283,37 @@ def conv2d_bwd_weight(x, gy, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, 
         for o in range(O):
             gb64[o] += partial_b[ch, o]
     return gw, gb64.astype(x.dtype)
+
+
+@kernel
+def pad_axis_fwd(x3, source):
+    """``y (A, P, B)`` with ``y[a, i, b] = x3[a, source[i], b]``, zero where ``source[i] < 0``: one axis of
+    a padding, ``x3 (A, L, B)``, ``source (P,)`` int64 in ``[-1, L)``."""
+    A, L, B = x3.shape
+    P = source.shape[0]
+    y = np.empty((A, P, B), dtype=x3.dtype)
+    for a in prange(A):
+        for i in range(P):
+            src = source[i]
+            if src < 0:
+                for b in range(B):
+                    y[a, i, b] = 0.0
+            else:
+                for b in range(B):
+                    y[a, i, b] = x3[a, src, b]
+    return y
+
+
+@kernel
+def pad_axis_bwd(g3, source, length):
+    """The adjoint of ``pad_axis_fwd``: ``gx (A, length, B)`` with ``gx[a, source[i], b] += g3[a, i, b]``,
+    added in the order of ``i``."""
+    A, P, B = g3.shape
+    gx = np.zeros((A, length, B), dtype=g3.dtype)
+    for a in prange(A):
+        for i in range(P):
+            src = source[i]
+            if src >= 0:
+                for b in range(B):
+                    gx[a, src, b] += g3[a, i, b]
+    return gx

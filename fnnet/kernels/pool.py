@@ -1,7 +1,9 @@
 """2-D pooling kernels (NCHW): max, average and global average, forward and backward.
 
 Shapes: ``x (N, C, H, W)``, ``y``/``g (N, C, oh, ow)``; geometry: kernel (kh, kw), stride (sh, sw), padding
-(ph, pw) on both sides, output size (oh, ow) computed by the caller (floor mode).  Every kernel runs
+(ph, pw) before each axis, dilation (dh, dw) of the max windows, output size (oh, ow) computed by the caller
+(``fnnet.ops.geometry``; in ceil mode the last windows may reach past the padding: they are clipped).  1-D
+pooling runs these kernels with a unit height.  Every kernel runs
 ``prange`` over the N*C planes; within a plane everything is serial, so the backward's accumulation into
 overlapping windows happens in a fixed order (deterministic).  Sums accumulate in float64, then are cast.
 """
@@ -18,13 +20,16 @@ __all__ = [
 
 
 @kernel
-def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow):
+def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Window maxima ``(N, C, oh, ow)`` and the flat in-plane index ``h*W + w`` (int32) of each.
 
-    Padding counts as -inf.  Windows are scanned row by row; a value replaces the running maximum only if
-    it is strictly larger (so the FIRST maximum wins ties) or NaN (NaN propagates, as in PyTorch).
+    Padding counts as -inf.  Taps are scanned row by row; the first tap inside the input is taken, then a
+    value replaces the running maximum only if it is strictly larger (so the FIRST maximum wins ties) or
+    NaN (NaN propagates, as in PyTorch).  A window with no tap inside the input (possible with dilation)
+    gives -inf and index -1, which the backward skips.
     """
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dh == 1 and dw == 1 \
+            and 2 * oh <= x.shape[2] and 2 * ow <= x.shape[3]:
         return _max_pool_2x2(x, oh, ow)
     N, C, H, W = x.shape
     y = np.empty((N, C, oh, ow), dtype=x.dtype)
@@ -34,16 +39,20 @@ def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow):
         c = p % C
         for a in range(oh):
             h0 = a * sh - ph
-            h_lo = max(h0, 0)
-            h_hi = min(h0 + kh, H)
+            i_lo, i_hi = _taps(h0, dh, kh, H)
             for b in range(ow):
                 w0 = b * sw - pw
-                w_lo = max(w0, 0)
-                w_hi = min(w0 + kw, W)
-                best = x[n, c, h_lo, w_lo]
-                best_i = h_lo * W + w_lo
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
+                j_lo, j_hi = _taps(w0, dw, kw, W)
+                if i_lo == i_hi or j_lo == j_hi:
+                    y[n, c, a, b] = -np.inf
+                    idx[n, c, a, b] = -1
+                    continue
+                best = x[n, c, h0 + i_lo * dh, w0 + j_lo * dw]
+                best_i = (h0 + i_lo * dh) * W + w0 + j_lo * dw
+                for i in range(i_lo, i_hi):
+                    h = h0 + i * dh
+                    for j in range(j_lo, j_hi):
+                        w = w0 + j * dw
                         v = x[n, c, h, w]
                         if v > best or v != v:
                             best = v
@@ -51,6 +60,15 @@ def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow):
                 y[n, c, a, b] = best
                 idx[n, c, a, b] = best_i
     return y, idx
+
+
+@kernel(parallel=False)
+def _taps(start, step, k, size):
+    """The taps ``i`` in ``[lo, hi)`` of a window starting at ``start`` whose positions ``start + i*step``
+    lie inside ``[0, size)``."""
+    lo = 0 if start >= 0 else min(k, (-start + step - 1) // step)
+    hi = 0 if start >= size else min(k, (size - start + step - 1) // step)
+    return lo, max(lo, hi)
 
 
 @kernel
@@ -90,7 +108,7 @@ def _max_pool_2x2(x, oh, ow):
 
 @kernel
 def max_pool2d_bwd(g, idx, H, W):
-    """Route each output cotangent to its argmax: ``(N, C, H, W)``."""
+    """Route each output cotangent to its argmax (none for index -1): ``(N, C, H, W)``."""
     N, C, oh, ow = g.shape
     gx = np.zeros((N, C, H * W), dtype=g.dtype)
     for p in prange(N * C):
@@ -98,13 +116,25 @@ def max_pool2d_bwd(g, idx, H, W):
         c = p % C
         for a in range(oh):
             for b in range(ow):
-                gx[n, c, idx[n, c, a, b]] += g[n, c, a, b]
+                i = idx[n, c, a, b]
+                if i >= 0:
+                    gx[n, c, i] += g[n, c, a, b]
     return gx.reshape(N, C, H, W)
+
+
+@kernel(parallel=False)
+def _window_count(h0, w0, h_lo, h_hi, w_lo, w_hi, kh, kw, h_end, w_end, count_include_pad):
+    """An average window's divisor: its size clipped to the padded input ending at (h_end, w_end) when
+    padding counts, else its number of real pixels (PyTorch's rule)."""
+    if count_include_pad:
+        return (min(h0 + kh, h_end) - h0) * (min(w0 + kw, w_end) - w0)
+    return (h_hi - h_lo) * (w_hi - w_lo)
 
 
 @kernel
 def avg_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
-    """Window means ``(N, C, oh, ow)``; the divisor is kh*kw (``count_include_pad``) or the number of real
+    """Window means ``(N, C, oh, ow)``; the divisor is the window's size within the padded input
+    (``count_include_pad``; kh*kw except for ceil-mode windows clipped at the end) or the number of real
     pixels in the window."""
     N, C, H, W = x.shape
     y = np.empty((N, C, oh, ow), dtype=x.dtype)
@@ -119,11 +149,11 @@ def avg_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
                 w0 = b * sw - pw
                 w_lo = max(w0, 0)
                 w_hi = min(w0 + kw, W)
+                count = _window_count(h0, w0, h_lo, h_hi, w_lo, w_hi, kh, kw, H + ph, W + pw, count_include_pad)
                 s = 0.0
                 for h in range(h_lo, h_hi):
                     for w in range(w_lo, w_hi):
                         s += x[n, c, h, w]
-                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
                 y[n, c, a, b] = s / count
     return y
 
@@ -144,7 +174,7 @@ def avg_pool2d_bwd(g, H, W, kh, kw, sh, sw, ph, pw, count_include_pad):
                 w0 = b * sw - pw
                 w_lo = max(w0, 0)
                 w_hi = min(w0 + kw, W)
-                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                count = _window_count(h0, w0, h_lo, h_hi, w_lo, w_hi, kh, kw, H + ph, W + pw, count_include_pad)
                 share = g[n, c, a, b] / count
                 for h in range(h_lo, h_hi):
                     for w in range(w_lo, w_hi):

@@ -1,8 +1,12 @@
-"""``Conv2D``: 2-D convolution on NCHW images."""
+"""Convolution layers: ``Conv1D`` (NCL) and ``Conv2D`` (NCHW), PyTorch semantics and weight layout.
+
+Both share the helpers below; sizes, padding and their checks come from :mod:`fnnet.ops.geometry`, the
+rules the ops apply, so ``out_shape`` and ``apply`` agree and ``apply`` validates once (in the op).
+"""
 
 from __future__ import annotations
 
-import numbers
+import math
 
 import attrs
 import numpy as np
@@ -10,53 +14,70 @@ import numpy as np
 from .. import init as initializers
 from .. import ops
 from .. import random as fnrandom
-from .base import Layer, as_shape, check_params, positive_int, register
+from ..ops.geometry import conv_shape, conv_window
+from ._window import ints_field, padding_field, padding_mode_field
+from .base import Layer, TorchParam, as_shape, check_params, numel, positive_int, register
 
-__all__ = ["Conv2D", "pair"]
-
-
-def pair(value):
-    """An int or a pair of ints as a ``(h, w)`` tuple (lists from configs included)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return (int(value), int(value))
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return tuple(value)
-    return value
+__all__ = ["Conv1D", "Conv2D"]
 
 
-def _positive_pair(instance, attribute, value):
-    if not (isinstance(value, tuple) and len(value) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f"{type(instance).__name__}: {attribute.name} must be a positive int or a pair of them, got {value!r}")
+def _weight_shape(layer, in_channels):
+    """The layer's weight shape (PyTorch's layout) for ``in_channels`` input channels (None: unknown)."""
+    cg = None if in_channels is None else in_channels // layer.groups
+    return (layer.out_channels, cg, *layer.kernel_size)
 
 
-def _padding(value):
-    return value if isinstance(value, str) else pair(value)
+def _check_hyperparameters(layer):
+    """Construction-time checks of a convolution layer (the ops' rules, so nothing fails later)."""
+    name = type(layer).__name__
+    if layer.out_channels % layer.groups:
+        raise ValueError(f"{name}: out_channels={layer.out_channels} must be divisible by groups={layer.groups}")
+    conv_window(name, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
 
 
-def _check_padding(instance, attribute, value):
-    if isinstance(value, str):
-        if value not in ("same", "valid"):
-            raise ValueError(f"{type(instance).__name__}: padding must be an int, a pair, 'same' or 'valid', got {value!r}")
-        if value == "same" and getattr(instance, "stride", (1, 1)) != (1, 1):
-            raise ValueError(f"{type(instance).__name__}: padding='same' needs stride=1, got stride={instance.stride}")
-        return
-    if not (isinstance(value, tuple) and len(value) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in value)):
-        raise ValueError(f"{type(instance).__name__}: padding must be a non-negative int or pair, got {value!r}")
+def _out_shape(layer, in_shape):
+    name = type(layer).__name__
+    shape = as_shape(in_shape, name)
+    weight = _weight_shape(layer, shape[1] if len(shape) > 1 else None)
+    return conv_shape(name, len(layer.kernel_size), shape, weight, layer.stride, layer.padding, layer.dilation,
+                      layer.groups)[0]
 
 
-def _spatial_out(where, size, k, stride, pad_total, dilation):
-    """Output length of one spatial axis; raises when the (dilated) kernel exceeds the padded input."""
-    if size is None:
+def _init(layer, key, in_shape, dtype):
+    name = type(layer).__name__
+    shape = as_shape(in_shape, f"{name}.init")
+    _out_shape(layer, shape)
+    if shape[1] is None:
+        raise ValueError(f"{name}.init: the channel axis of in_shape must be known, got {shape}")
+    wkey, bkey = fnrandom.split(key)
+    params = {"weight": layer.w_init(wkey, _weight_shape(layer, shape[1]), dtype)}
+    if layer.use_bias:
+        params["bias"] = layer.b_init(bkey, (layer.out_channels,), dtype)
+    return params
+
+
+def _apply(layer, conv, params, x, **options):
+    """``conv`` (``ops.conv1d``/``ops.conv2d``) with the layer's hyperparameters; a ``padding_mode`` other
+    than zeros pads with ``ops.pad`` first and convolves without padding, as PyTorch does."""
+    check_params(type(layer).__name__, params, ("weight", "bias") if layer.use_bias else ("weight",))
+    padding = layer.padding
+    if layer.padding_mode != "zeros":
+        window = conv_window(type(layer).__name__, layer.kernel_size, layer.stride, padding, layer.dilation)
+        x, padding = ops.pad(x, window.padding, layer.padding_mode), 0
+    return conv(x, params["weight"], params.get("bias"), stride=layer.stride, padding=padding,
+                dilation=layer.dilation, groups=layer.groups, **options)
+
+
+def _torch_layout(layer):
+    weight = TorchParam("weight", shape=(layer.out_channels, "in_channels // groups", *layer.kernel_size))
+    return (weight, TorchParam("bias", shape=(layer.out_channels,))) if layer.use_bias else (weight,)
+
+
+def _flops(layer, in_shape):
+    if in_shape[1] is None:
         return None
-    span = dilation * (k - 1) + 1
-    if size + pad_total < span:
-        raise ValueError(
-            f"{where}: the kernel spans {span} pixels (kernel {k}, dilation {dilation}) but the padded input has "
-            f"only {size + pad_total} ({size} + padding {pad_total}); use a smaller kernel or more padding"
-        )
-    return (size + pad_total - span) // stride + 1
+    n_out = numel(_out_shape(layer, in_shape))
+    return n_out * 2 * (in_shape[1] // layer.groups) * math.prod(layer.kernel_size) + (n_out if layer.use_bias else 0)
 
 
 @register
@@ -68,11 +89,14 @@ class Conv2D(Layer):
         out_channels: number of filters ``O``.
         kernel_size: ``k`` or ``(kh, kw)``.
         stride: ``s`` or ``(sh, sw)``.
-        padding: ``p``, ``(ph, pw)`` (zeros on both sides), ``"valid"`` (none) or ``"same"`` (stride 1 only;
-            output size = input size; an odd total puts the extra pixel at the bottom/right).
+        padding: ``p``, ``(ph, pw)`` (on both sides; an entry may be a ``(before, after)`` pair), ``"valid"``
+            (none) or ``"same"`` (stride 1 only; output size = input size; an odd total puts the extra pixel
+            at the bottom/right, as PyTorch does for even kernels).
         dilation: ``d`` or ``(dh, dw)``.
         groups: split the channels into ``groups`` independent convolutions (``groups == C``: depthwise).
         use_bias, w_init (default He/Kaiming normal, for ReLU networks), b_init (default zeros).
+        padding_mode: what the padding holds: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``
+            (PyTorch's names; see :func:`fnnet.ops.pad`).
 
     Params: ``{"weight": (O, C // groups, kh, kw), "bias": (O,)}`` (PyTorch's layout).
 
@@ -81,59 +105,101 @@ class Conv2D(Layer):
     """
 
     out_channels: int = attrs.field(validator=positive_int)
-    kernel_size: tuple = attrs.field(converter=pair, validator=_positive_pair)
-    stride: tuple = attrs.field(default=1, converter=pair, validator=_positive_pair)
-    padding: object = attrs.field(default=0, converter=_padding, validator=_check_padding)
-    dilation: tuple = attrs.field(default=1, converter=pair, validator=_positive_pair)
+    kernel_size: tuple = ints_field(2)
+    stride: tuple = ints_field(2, default=1)
+    padding: object = padding_field(2)
+    dilation: tuple = ints_field(2, default=1)
     groups: int = attrs.field(default=1, validator=positive_int)
     use_bias: bool = True
     w_init: initializers.Initializer = initializers.he_normal
     b_init: initializers.Initializer = initializers.zeros
+    padding_mode: str = padding_mode_field()
 
     def __attrs_post_init__(self):
-        if self.out_channels % self.groups:
-            raise ValueError(f"Conv2D: out_channels={self.out_channels} must be divisible by groups={self.groups}")
-
-    def _pads(self):
-        if self.padding == "valid":
-            return (0, 0), (0, 0)
-        if self.padding == "same":
-            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
-            return tuple(totals), tuple(totals)
-        return tuple(2 * p for p in self.padding), tuple(2 * p for p in self.padding)
+        _check_hyperparameters(self)
 
     def out_shape(self, in_shape):
-        shape = as_shape(in_shape, "Conv2D")
-        if len(shape) != 4:
-            raise ValueError(f"Conv2D: expected NCHW input (4 axes), got shape {shape}")
-        n, c, h, w = shape
-        if c is not None and c % self.groups:
-            raise ValueError(f"Conv2D: input channels {c} must be divisible by groups={self.groups}")
-        totals, _ = self._pads()
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        return (n, self.out_channels, _spatial_out("Conv2D (height)", h, kh, sh, totals[0], dh),
-                _spatial_out("Conv2D (width)", w, kw, sw, totals[1], dw))
+        return _out_shape(self, in_shape)
 
     def init(self, key, in_shape, dtype=np.float32):
-        shape = as_shape(in_shape, "Conv2D.init")
-        self.out_shape(shape)
-        if shape[1] is None:
-            raise ValueError(f"Conv2D.init: the channel axis of in_shape must be known, got {shape}")
-        wkey, bkey = fnrandom.split(key)
-        params = {"weight": self.w_init(wkey, (self.out_channels, shape[1] // self.groups, *self.kernel_size), dtype)}
-        if self.use_bias:
-            params["bias"] = self.b_init(bkey, (self.out_channels,), dtype)
-        return params
+        return _init(self, key, in_shape, dtype)
 
     def forward(self, params, x, *, key=None, train=False):
         return self._conv(params, x, None)
 
-    def apply_relu(self, params, x):
+    compile_cost = 10  # several large kernels
+    fusable_activations = frozenset({"relu"})
+
+    def apply_fused(self, params, x, activation):
         """``relu(apply(params, x))`` in one fused kernel (used by ``Sequential`` for Conv2D -> ReLU)."""
-        return self._conv(params, x, "relu")
+        return self._conv(params, x, activation)
+
+    def flops(self, in_shape):
+        return _flops(self, in_shape)
+
+    def tape_bytes(self, in_shape, dtype):
+        return numel(in_shape) * np.dtype(dtype).itemsize  # x, for the weight gradient
+
+    def torch_layout(self):
+        return _torch_layout(self)
 
     def _conv(self, params, x, activation):
-        check_params("Conv2D", params, ("weight", "bias") if self.use_bias else ("weight",))
-        self.out_shape(tuple(x.shape))
-        return ops.conv2d(x, params["weight"], params.get("bias"), stride=self.stride, padding=self.padding,
-                          dilation=self.dilation, groups=self.groups, activation=activation)
+        return _apply(self, ops.conv2d, params, x, activation=activation)
+
+
+@register
+@attrs.frozen
+class Conv1D(Layer):
+    """1-D cross-correlation over NCL sequences, PyTorch semantics (``torch.nn.Conv1d``).
+
+    Args:
+        out_channels: number of filters ``O``.
+        kernel_size, stride, dilation: an int (or a 1-tuple).
+        padding: ``p`` (both ends), ``((before, after),)``, ``"valid"`` or ``"same"`` (stride 1 only; an odd
+            total puts the extra pixel at the end).
+        groups, use_bias, w_init, b_init, padding_mode: as :class:`Conv2D`.
+
+    Params: ``{"weight": (O, C // groups, k), "bias": (O,)}`` (PyTorch's layout).
+
+    Shapes: ``x (N, C, L) -> y (N, O, L')`` with ``L' = floor((L + 2*p - d*(k-1) - 1) / s) + 1``.
+
+    Example::
+
+        layer = Conv1D(8, 3, padding="same", padding_mode="reflect")
+        params = layer.init(fnnet.random.key(0), (None, 4, 50))
+        y = layer.apply(params, np.ones((2, 4, 50), np.float32))       # (2, 8, 50)
+    """
+
+    out_channels: int = attrs.field(validator=positive_int)
+    kernel_size: tuple = ints_field(1)
+    stride: tuple = ints_field(1, default=1)
+    padding: object = padding_field(1)
+    dilation: tuple = ints_field(1, default=1)
+    groups: int = attrs.field(default=1, validator=positive_int)
+    use_bias: bool = True
+    w_init: initializers.Initializer = initializers.he_normal
+    b_init: initializers.Initializer = initializers.zeros
+    padding_mode: str = padding_mode_field()
+
+    compile_cost = 10  # the 2-D convolution kernels
+
+    def __attrs_post_init__(self):
+        _check_hyperparameters(self)
+
+    def out_shape(self, in_shape):
+        return _out_shape(self, in_shape)
+
+    def init(self, key, in_shape, dtype=np.float32):
+        return _init(self, key, in_shape, dtype)
+
+    def forward(self, params, x, *, key=None, train=False):
+        return _apply(self, ops.conv1d, params, x)
+
+    def flops(self, in_shape):
+        return _flops(self, in_shape)
+
+    def tape_bytes(self, in_shape, dtype):
+        return numel(in_shape) * np.dtype(dtype).itemsize  # x, for the weight gradient
+
+    def torch_layout(self):
+        return _torch_layout(self)

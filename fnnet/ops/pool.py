@@ -1,8 +1,9 @@
-"""2-D pooling over NCHW images, PyTorch semantics: ``max_pool2d``, ``avg_pool2d``, ``global_avg_pool2d``.
+"""Pooling over NCL and NCHW arrays, PyTorch semantics: ``max_pool1d``, ``max_pool2d``, ``avg_pool1d``,
+``avg_pool2d``, ``global_avg_pool2d``.
 
-Output sizes always round down (PyTorch's ``ceil_mode=False``; ceil mode is not supported), and padding
-may be at most half the kernel, as in PyTorch, so every window holds at least one real pixel.
-``pool2d_output_shape`` computes the output shape without data.
+Output sizes, padding (at most half the kernel, as in PyTorch, so every window holds a real pixel),
+dilation and ``ceil_mode`` follow :mod:`fnnet.ops.geometry`, the one source of these rules.  The 1-D pools
+run the 2-D kernels on a unit-height view.  ``pool2d_output_shape`` computes the output shape without data.
 """
 
 from __future__ import annotations
@@ -12,63 +13,68 @@ import numpy as np
 from .. import kernels as K
 from ..autodiff import primitive
 from ._validate import check_float, contiguous, value
-from .conv import _pair
+from .geometry import pool_shape
 
-__all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d", "pool2d_output_shape"]
-
-
-def _pool_geometry(op, x_shape, kernel_size, stride, padding):
-    """Validate; return (out_shape, (kh, kw), (sh, sw), (ph, pw))."""
-    x_shape = tuple(x_shape)
-    if len(x_shape) != 4:
-        hint = "; add a batch axis with x[None]" if len(x_shape) == 3 else ""
-        raise ValueError(f"{op}: x must have 4 dimensions (N, C, H, W), got shape {x_shape}{hint}")
-    kh, kw = _pair(op, "kernel_size", kernel_size, minimum=1)
-    sh, sw = (kh, kw) if stride is None else _pair(op, "stride", stride, minimum=1)
-    ph, pw = _pair(op, "padding", padding, minimum=0)
-    if 2 * ph > kh or 2 * pw > kw:
-        raise ValueError(
-            f"{op}: padding should be at most half of the kernel size, got padding=({ph}, {pw}) for "
-            f"kernel_size=({kh}, {kw}); use padding <= ({kh // 2}, {kw // 2})"
-        )
-    n, c, h, w = x_shape
-    if (h is not None and h + 2 * ph < kh) or (w is not None and w + 2 * pw < kw):
-        raise ValueError(
-            f"{op}: the kernel ({kh}x{kw}) is larger than the padded input ({h}x{w} plus padding {ph} rows and "
-            f"{pw} columns on each side); use a smaller kernel_size or more padding"
-        )
-    oh = None if h is None else (h + 2 * ph - kh) // sh + 1
-    ow = None if w is None else (w + 2 * pw - kw) // sw + 1
-    return (n, c, oh, ow), (kh, kw), (sh, sw), (ph, pw)
+__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool2d", "pool2d_output_shape"]
 
 
-def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0) -> tuple:
+def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> tuple:
     """The shape ``max_pool2d``/``avg_pool2d`` would return (any of N, C, H, W may be None).
 
     Args:
-        x_shape: ``(N, C, H, W)``.  kernel_size, stride, padding: as for :func:`max_pool2d`.
+        x_shape: ``(N, C, H, W)``.  kernel_size, stride, padding, dilation, ceil_mode: as for :func:`max_pool2d`.
 
     Returns:
-        ``(N, C, floor((H + 2*ph - kh) / sh) + 1, floor((W + 2*pw - kw) / sw) + 1)``.
+        ``(N, C, out_h, out_w)``, ``out_h = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1`` (see ``ceil_mode``).
 
     Raises:
         the same TypeError/ValueError as the pooling ops.
     """
-    return _pool_geometry("pool2d_output_shape", x_shape, kernel_size, stride, padding)[0]
+    return pool_shape("pool2d_output_shape", 2, x_shape, kernel_size, stride, padding, dilation, ceil_mode)[0]
 
 
 def _checked_x(op, x):
-    check_float(op, "x", x)
-    if value(x).ndim == 4 and min(value(x).shape) == 0:
+    x = check_float(op, "x", x)
+    if min(value(x).shape, default=1) == 0:
         raise ValueError(f"{op}: x must not be empty, got shape {value(x).shape}")
     return x
+
+
+def _check_bool(op, name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} expected a bool, got {v!r}")
+    return bool(v)
+
+
+def _unit_height(primitive_2d, name):
+    """The 1-D version of a 2-D pooling primitive: the same kernels on an ``(N, C, 1, L)`` view."""
+
+    def fwd(x, **params):
+        y, res = primitive_2d.fwd(x[:, :, None], **params)
+        return y[:, :, 0], res
+
+    def bwd(res, g, **params):
+        (gx,) = primitive_2d.bwd(res, g[:, :, None], **params)
+        return (gx[:, :, 0],)
+
+    return primitive(name, fwd, bwd, argnames=("x",))
+
+
+def _kernel_params(ndim, out, window):
+    """The 2-D kernels' parameters for a 1-D or 2-D window (a 1-D one gets a unit height)."""
+    if ndim == 1:
+        window = window._replace(kernel=(1, *window.kernel), stride=(1, *window.stride),
+                                 dilation=(1, *window.dilation), padding=((0, 0), *window.padding))
+        out = (*out[:2], 1, out[2])
+    return dict(kernel=window.kernel, stride=window.stride, padding=window.before, dilation=window.dilation,
+                out_hw=out[2:])
 
 
 # ------------------------------------------------------------------------------------------ max
 
 
-def _max_pool2d_fwd(x, *, kernel, stride, padding, out_hw):
-    y, idx = K.max_pool2d_fwd(contiguous(x), *kernel, *stride, *padding, *out_hw)
+def _max_pool2d_fwd(x, *, kernel, stride, padding, dilation, out_hw):
+    y, idx = K.max_pool2d_fwd(contiguous(x), *kernel, *stride, *padding, *dilation, *out_hw)
     return y, (idx, x.shape[2], x.shape[3])
 
 
@@ -78,10 +84,19 @@ def _max_pool2d_bwd(res, g, **geometry):
 
 
 _max_pool2d = primitive("max_pool2d", _max_pool2d_fwd, _max_pool2d_bwd, argnames=("x",))
+_max_pool1d = _unit_height(_max_pool2d, "max_pool1d")
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Maximum over sliding windows, like ``torch.nn.functional.max_pool2d`` (``ceil_mode=False``).
+def _max_pool(op, ndim, x, kernel_size, stride, padding, dilation, ceil_mode):
+    x = _checked_x(op, x)
+    out, window = pool_shape(op, ndim, value(x).shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if np.prod(value(x).shape[2:]) >= 2**31:  # the argmax residual is int32
+        raise ValueError(f"{op}: planes of 2**31 pixels or more are not supported, got shape {value(x).shape}")
+    return (_max_pool2d if ndim == 2 else _max_pool1d)(x, **_kernel_params(ndim, out, window))
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Maximum over sliding windows, like ``torch.nn.functional.max_pool2d``.
 
     Padding is -inf (never selected).  Where several pixels share a window's maximum, the gradient goes to
     the first of them in row-major window order (PyTorch's choice); NaN propagates.
@@ -91,20 +106,28 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         kernel_size: int or ``(kh, kw)``, positive.
         stride: int, ``(sh, sw)``, or None (= kernel_size).
         padding: int or ``(ph, pw)``, at most half the kernel size.
+        dilation: int or ``(dh, dw)``, the spacing of a window's taps.
+        ceil_mode: round the output size up instead of down (a last, partial window is added unless it
+            would start in the right padding).
 
     Returns:
-        ``(N, C, floor((H + 2*ph - kh) / sh) + 1, floor((W + 2*pw - kw) / sw) + 1)``.
+        ``(N, C, out_h, out_w)``, ``out_h = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1`` (rounded up with
+        ``ceil_mode``).
 
     Raises:
-        TypeError: non-float x or non-int sizes.  ValueError: wrong rank, non-positive kernel/stride,
-        negative padding or padding above half the kernel, kernel larger than the padded input.
+        TypeError: non-float x or non-int sizes.  ValueError: wrong rank, non-positive kernel/stride/dilation,
+        negative padding or padding above half the kernel, a window larger than the padded input.
     """
-    op = "max_pool2d"
-    _checked_x(op, x)
-    out, kernel, st, pad = _pool_geometry(op, value(x).shape, kernel_size, stride, padding)
-    if value(x).shape[2] * value(x).shape[3] >= 2**31:  # the argmax residual is int32
-        raise ValueError(f"{op}: planes of 2**31 pixels or more are not supported, got shape {value(x).shape}")
-    return _max_pool2d(x, kernel=kernel, stride=st, padding=pad, out_hw=out[2:])
+    return _max_pool("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Maximum over sliding windows of ``x (N, C, L)``, like ``torch.nn.functional.max_pool1d``.
+
+    Args, Returns, Raises: as :func:`max_pool2d` with one spatial axis (ints or 1-tuples); returns
+    ``(N, C, out_l)``.
+    """
+    return _max_pool("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 # ------------------------------------------------------------------------------------------ average
@@ -121,17 +144,28 @@ def _avg_pool2d_bwd(res, g, *, kernel, stride, padding, out_hw, count_include_pa
 
 
 _avg_pool2d = primitive("avg_pool2d", _avg_pool2d_fwd, _avg_pool2d_bwd, argnames=("x",))
+_avg_pool1d = _unit_height(_avg_pool2d, "avg_pool1d")
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
-    """Mean over sliding windows, like ``torch.nn.functional.avg_pool2d`` (``ceil_mode=False``).
+def _avg_pool(op, ndim, x, kernel_size, stride, padding, count_include_pad, ceil_mode):
+    x = _checked_x(op, x)
+    include = _check_bool(op, "count_include_pad", count_include_pad)
+    out, window = pool_shape(op, ndim, value(x).shape, kernel_size, stride, padding, 1, ceil_mode)
+    params = _kernel_params(ndim, out, window)
+    del params["dilation"]  # always 1: average pooling has no dilation in PyTorch
+    return (_avg_pool2d if ndim == 2 else _avg_pool1d)(x, count_include_pad=include, **params)
 
-    With ``count_include_pad=True`` (PyTorch's default) the padded zeros count, so every window divides by
-    ``kh*kw``; with False each window divides by the number of real pixels it covers.
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, ceil_mode=False):
+    """Mean over sliding windows, like ``torch.nn.functional.avg_pool2d``.
+
+    With ``count_include_pad=True`` (PyTorch's default) the padded zeros count, so a window divides by
+    ``kh*kw`` (by its part inside the padded input when ``ceil_mode`` lets it reach past the padding); with
+    False each window divides by the number of real pixels it covers.
 
     Args:
         x: ``(N, C, H, W)``, float32 or float64.
-        kernel_size, stride, padding: as for :func:`max_pool2d`.
+        kernel_size, stride, padding, ceil_mode: as for :func:`max_pool2d`.
         count_include_pad: bool.
 
     Returns:
@@ -140,13 +174,15 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
     Raises:
         as :func:`max_pool2d`.
     """
-    op = "avg_pool2d"
-    _checked_x(op, x)
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"{op}: count_include_pad expected a bool, got {count_include_pad!r}")
-    out, kernel, st, pad = _pool_geometry(op, value(x).shape, kernel_size, stride, padding)
-    return _avg_pool2d(x, kernel=kernel, stride=st, padding=pad, out_hw=out[2:],
-                       count_include_pad=bool(count_include_pad))
+    return _avg_pool("avg_pool2d", 2, x, kernel_size, stride, padding, count_include_pad, ceil_mode)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, ceil_mode=False):
+    """Mean over sliding windows of ``x (N, C, L)``, like ``torch.nn.functional.avg_pool1d``.
+
+    Args, Returns, Raises: as :func:`avg_pool2d` with one spatial axis; returns ``(N, C, out_l)``.
+    """
+    return _avg_pool("avg_pool1d", 1, x, kernel_size, stride, padding, count_include_pad, ceil_mode)
 
 
 # ------------------------------------------------------------------------------------------ global
@@ -177,7 +213,7 @@ def global_avg_pool2d(x):
         TypeError: non-float x.  ValueError: wrong rank or an empty x.
     """
     op = "global_avg_pool2d"
-    _checked_x(op, x)
+    x = check_float(op, "x", x)
     if value(x).ndim != 4:
         raise ValueError(f"global_avg_pool2d: x must have 4 dimensions (N, C, H, W), got shape {value(x).shape}")
-    return _global_avg_pool2d(x)
+    return _global_avg_pool2d(_checked_x(op, x))
