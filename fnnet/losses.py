@@ -16,7 +16,7 @@ import numpy as np
 from . import kernels as K
 from . import ops
 from .autodiff import Tracer, primitive
-from .ops._validate import check_float, check_same_dtype, contiguous, value
+from .ops._validate import check_array, check_float, check_same_dtype, contiguous, value
 
 __all__ = [
     "softmax_cross_entropy", "softmax_cross_entropy_with_probs", "mse", "binary_cross_entropy_with_logits",
@@ -71,17 +71,21 @@ _softmax_cross_entropy = primitive(
 
 
 def _check_logits(op, logits):
-    check_float(op, "logits", logits)
+    """``logits`` checked (see ``check_float``) and 2-D."""
+    logits = check_float(op, "logits", logits)
     if value(logits).ndim != 2:
         raise ValueError(
             f"{op}: logits expected 2 dimensions (batch, classes), got shape {value(logits).shape}; "
             "flatten extra axes with logits.reshape(-1, num_classes)"
         )
+    return logits
 
 
 def _check_labels(op, labels, n, num_classes):
+    """``labels`` as a plain int32/int64 array of ``n`` class indices (see ``check_array``)."""
     if type(labels) is Tracer:
         raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
+    labels = check_array(op, "labels", labels)
     if type(labels) is not np.ndarray or labels.dtype not in (np.int32, np.int64):
         got = labels.dtype if type(labels) is np.ndarray else type(labels).__name__
         raise TypeError(
@@ -97,6 +101,7 @@ def _check_labels(op, labels, n, num_classes):
             f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "
             f"in 0..{num_classes - 1}"
         )
+    return labels
 
 
 def softmax_cross_entropy(logits, labels, reduction="mean"):
@@ -119,9 +124,9 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
         IndexError: a label out of range (the message names the value and its position).
     """
     op = "softmax_cross_entropy"
-    _check_logits(op, logits)
+    logits = _check_logits(op, logits)
     n, c = value(logits).shape
-    _check_labels(op, labels, n, c)
+    labels = _check_labels(op, labels, n, c)
     _check_reduction(op, reduction)
     return _softmax_cross_entropy(logits, labels.astype(np.int64, copy=False), reduction=reduction)
 
@@ -166,8 +171,8 @@ def softmax_cross_entropy_with_probs(logits, targets, reduction="mean"):
         TypeError: non-float or mismatched dtypes.  ValueError: shapes differ; an unknown reduction.
     """
     op = "softmax_cross_entropy_with_probs"
-    _check_logits(op, logits)
-    check_float(op, "targets", targets)
+    logits = _check_logits(op, logits)
+    targets = check_float(op, "targets", targets)
     check_same_dtype(op, logits=logits, targets=targets)
     if value(targets).shape != value(logits).shape:
         raise ValueError(

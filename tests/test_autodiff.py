@@ -139,7 +139,7 @@ def test_leaked_tracer_is_a_clear_error():
         return ops.sum(x)
 
     fnnet.grad(f)(np.ones(2))
-    with pytest.raises(RuntimeError, match="already returned"):
+    with pytest.raises(fnnet.autodiff.UnexpectedTracerError, match="already returned"):
         ops.exp(box["t"])
 
 
@@ -311,3 +311,65 @@ def test_declared_dtype_change_is_accepted_and_help_shows_the_how_to():
     assert "_cube_fwd" in fnnet.primitive.__doc__ and "one cotangent per positional input" in fnnet.primitive.__doc__
     with pytest.raises(TypeError, match=r"fnnet.primitive\('bad'\): fwd must be a function"):
         fnnet.primitive("bad", None)
+
+
+# ---------------------------------------------------- what grad traces: subclasses, scalars, 0-d values
+
+
+def test_grad_traces_memmapped_params_like_the_same_params_in_memory(tmp_path):
+    rng = np.random.default_rng(5)
+    params = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    for name, leaf in params.items():
+        np.save(tmp_path / f"{name}.npy", leaf)
+    mapped = {name: np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in params}
+    assert all(type(leaf) is np.memmap for leaf in mapped.values())
+    x = rng.standard_normal((3, 4))
+
+    def loss(p):
+        return ops.sum(ops.tanh(x * p["w"]) + p["b"] * p["b"])
+
+    expected = fnnet.grad(loss)(params)
+    got = fnnet.grad(loss)(mapped)
+    for name in params:
+        assert type(got[name]) is np.ndarray and np.abs(got[name]).sum() > 0
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_grad_traces_plain_ndarray_subclasses_and_numpy_scalars():
+    class Tagged(np.ndarray):
+        pass
+
+    x = np.arange(3.0)
+    g = fnnet.grad(lambda x: ops.sum(x * x))(x.view(Tagged))
+    np.testing.assert_array_equal(g, 2 * x)
+    g32 = fnnet.grad(lambda s: s * s)(np.float32(3.0))
+    assert type(g32) is np.float32 and g32 == 6.0
+    assert type(fnnet.grad(lambda s: s * s)(np.float64(3.0))) is np.float64
+    assert type(fnnet.grad(lambda s: s * s)(3.0)) is float
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_grad_rejects_masked_arrays_and_matrices_saying_how_to_fix():
+    masked = np.ma.masked_array(np.ones(3), mask=[False, True, False])
+    with pytest.raises(TypeError, match=r"value_and_grad\(<lambda>\): leaf 0 .* masked array.*x\.filled\(0\.0\)"):
+        fnnet.grad(lambda p: ops.sum(p["w"]))({"w": masked})
+    with pytest.raises(TypeError, match=r"vjp: leaf 0 .* np\.matrix.*np\.asarray\(x\)"):
+        fnnet.vjp(lambda w: w, np.asmatrix(np.ones((2, 2))))
+
+
+def test_a_0d_value_used_several_times_accumulates_its_gradient():
+    x = np.arange(3.0)
+    g = fnnet.grad(lambda x: (lambda a: a * a * a + a + a)(x[1]))(x)
+    np.testing.assert_array_equal(g, [0.0, 5.0, 0.0])
+    s = np.array(2.0)
+    gs = fnnet.grad(lambda s: ops.sum(x * s + x * s + x * s + x * s))(s)
+    assert type(gs) is np.ndarray and gs.shape == () and gs == 4 * x.sum()
+
+
+def test_checkpoint_on_a_leaked_tracer_raises_like_an_op():
+    box = {}
+    fnnet.grad(lambda x: ops.sum(box.setdefault("t", x)))(np.ones(2))
+    exp_block = fnnet.checkpoint(lambda x: ops.exp(x))
+    with pytest.raises(fnnet.autodiff.UnexpectedTracerError,
+                       match=r"checkpoint\(<lambda>\): got a traced value from a grad call that has already returned"):
+        exp_block(box["t"])

@@ -67,7 +67,7 @@ def test_conv_output_size():
     assert ops.conv_output_size(5, 2, padding="same") == 5
     assert ops.conv_output_size(5, 2, padding=(0, 1)) == 5
     assert ops.conv_output_size(1, 1) == 1
-    with pytest.raises(ValueError, match=r"kernel extent 5 .* larger than the padded input 4"):
+    with pytest.raises(ValueError, match=r"extent 5\) is larger than the padded input \(2 plus padding 1\+1 = 4\)"):
         ops.conv_output_size(2, 3, 1, 1, dilation=2)
     with pytest.raises(ValueError, match="stride must be >= 1"):
         ops.conv_output_size(5, 3, 0)
@@ -205,7 +205,7 @@ def test_batch_norm_single_value_per_channel_in_training():
 @pytest.mark.parametrize("change,exc,match", [
     (dict(running_mean=np.zeros(3, np.float32)), TypeError, "x is float64 but running_mean is float32"),
     (dict(gamma=randn(4)), ValueError, r"gamma must have shape \(3,\)"),
-    (dict(x=randn(2, 3, 4)), ValueError, r"2 dimensions \(N, C\) or 4"),
+    (dict(x=randn(3)), ValueError, r"at least 2 dimensions \(N, C, \*spatial\)"),
     (dict(momentum=1.5), ValueError, r"momentum must be in \[0.0, 1.0\]"),
     (dict(eps=0.0), ValueError, r"eps must be in \(0.0"),
     (dict(train=None), TypeError, "train expected a bool"),
@@ -384,3 +384,8 @@ def test_reductions_do_not_depend_on_the_thread_count():
     one, two = _with_threads(1, run), _with_threads(2, run)
     for a, b_ in zip(one, two):
         np.testing.assert_array_equal(a, b_)
+
+
+def test_pool2d_output_shape_rejects_negative_sizes():
+    with pytest.raises(ValueError, match=r"pool2d_output_shape: x_shape entries must be non-negative .*\(2, -2, 4, 4\)"):
+        ops.pool2d_output_shape((2, -2, 4, 4), 2)

@@ -330,3 +330,89 @@ def test_hypothesis_softmax_matches_numpy(shape, data):
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
         np.testing.assert_allclose(y, e / e.sum(axis=axis, keepdims=True), rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(np.sum(y, axis=axis), 1.0, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ 0-d results, numbers, shape arguments
+
+
+def test_integer_index_gives_a_0d_array_that_every_op_accepts():
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    y = ops.getitem(x, (1, 2))
+    assert type(y) is np.ndarray and y.shape == () and y == x[1, 2]
+    g = fnnet.grad(lambda x: x[1] * 2.0)(np.arange(3.0))
+    np.testing.assert_array_equal(g, [0.0, 2.0, 0.0])
+    f = lambda x: ops.exp(x[1, 2]) * x[0, 1] + ops.sum(x[1, 2] * x[1]) + x[1, 2]  # noqa: E731
+    expected = np.zeros_like(x)
+    expected[1, 2] = np.exp(x[1, 2]) * x[0, 1] + x[1].sum() + 1.0
+    expected[0, 1] = np.exp(x[1, 2])
+    expected[1] += x[1, 2]
+    np.testing.assert_allclose(fnnet.grad(f)(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(f(x), np.exp(x[1, 2]) * x[0, 1] + np.sum(x[1, 2] * x[1]) + x[1, 2], rtol=1e-12)
+
+
+def test_numpy_scalars_and_0d_arrays_are_accepted_where_python_floats_are():
+    x = X32
+    two = np.float32(2.0)
+    assert ops.multiply(x, two).dtype == np.float32 and ops.multiply(x, np.float64(2.0)).dtype == np.float32
+    np.testing.assert_array_equal(ops.multiply(x, two), x * 2)
+    np.testing.assert_array_equal(ops.subtract(np.array(1.0, np.float32), x), 1 - x)
+    e = ops.exp(np.float32(1.0))
+    assert type(e) is np.ndarray and e.shape == () and e.dtype == np.float32
+    np.testing.assert_allclose(e, np.exp(np.float32(1.0)), rtol=1e-6)
+    np.testing.assert_array_equal(ops.clip(x, np.float32(-0.5), np.array(0.5)), np.clip(x, -0.5, 0.5))
+    np.testing.assert_array_equal(ops.leaky_relu(x, np.array(0.1)), np.where(x > 0, x, np.float32(0.1) * x))
+    np.testing.assert_array_equal(ops.elu(x, np.float64(1.0)), ops.elu(x, 1.0))
+    with pytest.raises(TypeError, match=r"clip: lo expected a number, got 'a'"):
+        ops.clip(x, "a", 1.0)
+    g = fnnet.grad(lambda x: ops.sum(ops.multiply(x, np.float32(3.0))) * np.float32(2.0))(x)
+    np.testing.assert_array_equal(g, np.full_like(x, 6.0))
+    assert type(fnnet.grad(lambda s: s * 3.0)(np.float32(2.0))) is np.float32
+
+
+def test_transpose_rejects_axes_that_are_not_a_permutation():
+    with pytest.raises(ValueError, match=r"transpose: axis 5 is out of range for shape \(3, 4\)"):
+        ops.transpose(X, (5, 0))
+    with pytest.raises(ValueError, match=r"transpose: axis -3 is out of range"):
+        ops.transpose(X, (-3, 0))
+    with pytest.raises(ValueError, match=r"transpose: axes \(0, 0\) are not a permutation"):
+        ops.transpose(X, (0, 0))
+    with pytest.raises(ValueError, match=r"transpose: axes \(0,\) are not a permutation"):
+        ops.transpose(X, (0,))
+    with pytest.raises(TypeError, match=r"transpose: axes expected None or a tuple of ints .* got \(1.0, 0\)"):
+        ops.transpose(X, (1.0, 0))
+    np.testing.assert_array_equal(ops.transpose(X, (-1, 0)), X.T)
+
+
+@pytest.mark.parametrize("shape", [(2.0, 6), 12.0, (None, 6), "abc", (float("nan"),), (True, 12)])
+def test_reshape_rejects_shapes_that_are_not_ints(shape):
+    with pytest.raises(TypeError, match=r"reshape: shape expected an int or a tuple of ints"):
+        ops.reshape(X, shape)
+
+
+@pytest.mark.parametrize("op", [lambda x: ops.reshape(x, (-1,)), ops.transpose])
+@pytest.mark.parametrize("bad", [np.ones((2, 3), np.int64), np.ones((2, 3), object), np.ones((2, 3), np.complex128),
+                                 np.ones((2, 3), bool)])
+def test_shape_ops_reject_non_float_arrays(op, bad):
+    with pytest.raises(TypeError, match=r"(reshape|transpose): x must be a float16, float32 or float64 array"):
+        op(bad)
+
+
+@pytest.mark.parametrize("lo, hi", [(float("nan"), 0.5), (0.0, float("nan")), (np.float32("nan"), np.nan)])
+def test_clip_rejects_nan_bounds(lo, hi):
+    with pytest.raises(ValueError, match=r"clip: lo and hi must not be NaN.*np\.inf"):
+        ops.clip(X, lo, hi)
+    np.testing.assert_array_equal(ops.clip(X, -np.inf, 0.5), np.minimum(X, 0.5))
+
+
+def test_leaked_tracer_errors_name_the_public_op():
+    box = {}
+    fnnet.grad(lambda x: ops.sum(box.setdefault("t", x)))(np.ones((3, 2)))
+    leaked = box["t"]
+    for call, name in [(lambda: leaked[[0, 0]], "getitem"), (lambda: ops.take(leaked, [0, 1]), "take"),
+                       (lambda: ops.matmul(leaked[0], np.ones(2)), "getitem"),
+                       (lambda: ops.matmul(np.ones(3), leaked), "matmul"),
+                       (lambda: ops.embedding(np.array([0, 2]), leaked), "embedding"),
+                       (lambda: ops.concatenate([np.ones((1, 2)), leaked]), "concatenate"),
+                       (lambda: leaked * 2.0, "multiply")]:
+        with pytest.raises(fnnet.autodiff.UnexpectedTracerError, match=rf"^{name}: got a traced value from a grad call that has already returned"):
+            call()

@@ -51,13 +51,19 @@ class Tape:
         self.entries.append((prim, residuals, params, parents, shapes, out, nbytes))
         return out
 
-    def backward(self, seeds: dict, keep: bool = False) -> dict:
+    def backward(self, seeds: dict, keep: bool = False, watch=(), on_final=None) -> dict:
         """Propagate cotangents from ``seeds`` ({node: array}) to every node; return what reaches nodes
-        that no entry produced (the inputs).  Residuals are released as they are used unless ``keep``."""
+        that no entry produced (the inputs).  Residuals are released as they are used unless ``keep``.
+
+        ``on_final(node, cotangent_or_None)``, when given, is called for each node of ``watch`` that some
+        entry uses, right after the last such entry (in recording order) has run: no later entry of the
+        walk can change that cotangent, so it may be sent away while the walk goes on."""
         cotangents = dict(seeds)
         owned = set()  # nodes whose cotangent array we allocated, so it may be updated in place
         entries = self.entries
         order = reversed(entries) if keep else _pop_all(entries)
+        if on_final is not None:
+            order = _notify_final(order, _last_uses(entries, watch), cotangents, on_final)
         for prim, residuals, params, parents, shapes, out, nbytes in order:
             if type(out) is int:
                 g = cotangents.pop(out, None)
@@ -90,7 +96,7 @@ class Tape:
                 elif node in owned:
                     np.add(previous, gi, out=previous)
                 else:
-                    cotangents[node] = previous + gi
+                    cotangents[node] = np.asarray(previous + gi)  # 0-d + 0-d is a numpy scalar
                     owned.add(node)
         return cotangents
 
@@ -98,6 +104,29 @@ class Tape:
 def _pop_all(entries):
     while entries:
         yield entries.pop()
+
+
+def _last_uses(entries, watch) -> dict:
+    """``{out of an entry: [watched nodes whose last use, in recording order, is that entry]}``."""
+    watch = set(watch)
+    last = {}
+    for entry in entries:
+        for node in entry[3]:
+            if node in watch:
+                last[node] = entry[5]
+    ready = {}
+    for node, out in last.items():
+        ready.setdefault(out, []).append(node)
+    return ready
+
+
+def _notify_final(order, ready_after, cotangents, on_final):
+    """Yield the entries of ``order``; once the walk asks for the next one (the previous entry has been
+    fully processed, or skipped), report the watched nodes whose last use it was."""
+    for entry in order:
+        yield entry
+        for node in ready_after.get(entry[5], ()):
+            on_final(node, cotangents.get(node))
 
 
 def _residual_nbytes(residuals) -> int:
@@ -115,7 +144,7 @@ def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum a cotangent of a broadcast result back to the operand's ``shape`` (the one place this is done)."""
     extra = g.ndim - len(shape)
     if extra:
-        g = g.sum(axis=tuple(range(extra)))
+        g = np.asarray(g.sum(axis=tuple(range(extra))))  # a full sum is a numpy scalar
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)

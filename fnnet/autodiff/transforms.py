@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
 from .. import tree
-from .primitive import Primitive
+from .arrays import plain_array
+from .primitive import Primitive, _check_tapes
 from .tape import Tape, Tracer, value_of
 
 __all__ = ["grad", "value_and_grad", "vjp", "stop_gradient", "checkpoint", "last_tape_stats"]
@@ -16,17 +18,26 @@ _FLOATS = (np.float16, np.float32, np.float64)
 
 
 def _is_float_array(x) -> bool:
-    return type(x) is np.ndarray and x.dtype.type in _FLOATS
+    """A float16/32/64 ndarray, subclasses (``np.memmap``) included."""
+    return isinstance(x, np.ndarray) and x.dtype.type in _FLOATS
 
 
-def _trace_leaves(tape, leaves):
-    """Wrap every float array leaf in a tracer; return (new leaves, positions of the wrapped ones)."""
+def _trace_leaves(tape, leaves, where="grad"):
+    """Wrap every float leaf in a tracer; return (new leaves, positions of the wrapped ones).
+
+    Float arrays are traced as plain arrays (``arrays.plain_array``: ``np.memmap`` through its ndarray view,
+    big-endian or unaligned data as a native copy); Python and numpy float scalars as 0-d arrays.
+
+    Raises:
+        TypeError: a masked array or ``np.matrix`` leaf (``where`` names the transformation).
+    """
     wrapped = []
     positions = []
     for i, leaf in enumerate(leaves):
-        if isinstance(leaf, float) and not isinstance(leaf, np.floating):
-            leaf = np.asarray(leaf, dtype=np.float64)
+        if isinstance(leaf, (float, np.floating)):
+            leaf = np.asarray(leaf)
         if _is_float_array(leaf):
+            leaf = plain_array(where, f"leaf {i} of a differentiated argument (in fnnet.tree.paths order)", leaf)
             wrapped.append(Tracer(leaf, tape, tape.new_node()))
             positions.append(i)
         else:
@@ -34,17 +45,20 @@ def _trace_leaves(tape, leaves):
     return wrapped, positions
 
 
+def _leaf_gradient(g, value):
+    """The gradient returned for a traced leaf: its cotangent ``g`` (zeros when None) in the leaf's dtype."""
+    if g is None:
+        return np.zeros_like(value)
+    return g.astype(value.dtype) if g.dtype != value.dtype else g
+
+
 def _gradient_leaves(original, wrapped, cotangents):
     """Gradients for one argument's leaves, shaped and typed like the originals."""
     out = []
     for leaf, w in zip(original, wrapped):
         if type(w) is Tracer:
-            g = cotangents.get(w.node)
-            if g is None:
-                g = np.zeros_like(w.value)
-            elif g.dtype != w.value.dtype:
-                g = g.astype(w.value.dtype)
-            out.append(float(g) if isinstance(leaf, float) else g)
+            g = _leaf_gradient(cotangents.get(w.node), w.value)
+            out.append(type(leaf)(g) if isinstance(leaf, (float, np.floating)) else g)
         elif isinstance(leaf, np.ndarray):
             out.append(np.zeros_like(leaf))
         else:
@@ -64,25 +78,50 @@ def _normalize_argnums(argnums, nargs, where):
     return single, tuple(n % nargs for n in nums)
 
 
-_last_stats = {"peak_residual_bytes": 0}
+_last_stats = threading.local()
 
 
 def last_tape_stats() -> dict:
-    """Memory held by the most recent tape of this process: ``{"peak_residual_bytes": int}``.
+    """Memory held by the most recent tape of the calling thread: ``{"peak_residual_bytes": int}``
+    (0 before this thread's first ``grad``/``vjp`` call; other threads' tapes never show here).
 
     The peak is the largest total size of the residual arrays the tape held at once (an upper bound:
     an array saved by two ops counts twice).  Use it to compare a model with and without checkpointing.
     """
-    return dict(_last_stats)
+    return {"peak_residual_bytes": getattr(_last_stats, "peak_residual_bytes", 0)}
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def _notifying_backward(tape, seeds, wrapped, on_gradient):
+    """``tape.backward(seeds)`` that calls ``on_gradient(i, g)`` as soon as the gradient of traced leaf ``i``
+    of ``wrapped`` is final (those no entry used: after the walk), and returns those same arrays."""
+    index = {w.node: i for i, w in enumerate(wrapped) if type(w) is Tracer}
+    final = {}
+
+    def report(node, g):
+        final[node] = g = _leaf_gradient(g, wrapped[index[node]].value)
+        on_gradient(index[node], g)
+
+    cotangents = tape.backward(seeds, watch=index, on_final=report)
+    for node in index:
+        if node not in final:
+            report(node, cotangents.get(node))
+    cotangents.update(final)
+    return cotangents
+
+
+def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
     """Return a function computing ``f``'s value and its gradient w.r.t. the arguments ``argnums``.
 
     Args:
         f: a function returning a scalar (shape ``()``) float array, or ``(scalar, aux)`` with ``has_aux``.
         argnums: which positional argument(s) to differentiate; an int or a tuple of ints.
         has_aux: ``f`` returns ``(loss, aux)``; aux is returned untouched (tracers in it become values).
+        on_gradient: optional ``on_gradient(i, g)``, called during the backward once for each float leaf
+            of the differentiated argument(s) (``i`` indexes ``fnnet.tree.leaves`` of that argument, or of
+            the tuple of arguments when ``argnums`` is a tuple) as soon as no later op can change its
+            gradient ``g`` (leaves that got no gradient: at the end, with zeros).  ``g`` is the array
+            returned in ``grads`` (a float scalar leaf gets it as a 0-d array); do not modify it.  ``fnnet.distributed`` uses this to start sending a
+            layer's gradients while earlier layers are still being differentiated.
 
     Returns:
         ``g(*args, **kwargs) -> (value, grads)`` or ``((value, aux), grads)``.  ``grads`` has the tree
@@ -107,7 +146,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         traced = {}
         for n in nums:
             leaves, treedef = tree.flatten(args[n])
-            wrapped, _ = _trace_leaves(tape, leaves)
+            wrapped, _ = _trace_leaves(tape, leaves, where)
             traced[n] = (leaves, wrapped, treedef)
             args[n] = tree.unflatten(treedef, wrapped)
         try:
@@ -120,10 +159,14 @@ def value_and_grad(f, argnums=0, has_aux=False):
             seeds = {}
             if type(out) is Tracer:
                 seeds[out.node] = np.ones(out.value.shape, dtype=out.value.dtype)
-            cotangents = tape.backward(seeds)
+            if on_gradient is None:
+                cotangents = tape.backward(seeds)
+            else:
+                wrapped = [w for n in nums for w in traced[n][1]]
+                cotangents = _notifying_backward(tape, seeds, wrapped, on_gradient)
         finally:
             tape.active = False
-            _last_stats["peak_residual_bytes"] = tape.peak_residual_bytes
+            _last_stats.peak_residual_bytes = tape.peak_residual_bytes
         grads = tuple(
             tree.unflatten(treedef, _gradient_leaves(leaves, wrapped, cotangents))
             for leaves, wrapped, treedef in (traced[n] for n in nums)
@@ -188,7 +231,7 @@ def vjp(f, *primals):
     wrapped_args = []
     wrapped_flat = []
     for leaves, treedef in flat:
-        wrapped, _ = _trace_leaves(tape, leaves)
+        wrapped, _ = _trace_leaves(tape, leaves, "vjp")
         wrapped_flat.append(wrapped)
         wrapped_args.append(tree.unflatten(treedef, wrapped))
     out = f(*wrapped_args)
@@ -266,12 +309,15 @@ def checkpoint(f):
         block = fnnet.checkpoint(lambda p, x: model.apply(p, x))
     """
 
+    where = f"checkpoint({getattr(f, '__name__', 'f')})"
+
     @functools.wraps(f)
     def wrapped(*args, **kwargs):
         leaves, treedef = tree.flatten((args, kwargs))
         tape = next((leaf.tape for leaf in leaves if type(leaf) is Tracer), None)
         if tape is None:
             return f(*args, **kwargs)
+        _check_tapes(where, tape, leaves)  # a leaked tracer: the same error an op raises
         values = [value_of(leaf) for leaf in leaves]
         traced_positions = tuple(i for i, leaf in enumerate(leaves) if type(leaf) is Tracer)
         plain_args, plain_kwargs = tree.unflatten(treedef, values)
@@ -289,7 +335,7 @@ def checkpoint(f):
             nodes = (nodes,)
         new_leaves = list(out_leaves)
         for pos, node in zip(out_positions, nodes):
-            new_leaves[pos] = Tracer(out_leaves[pos], tape, node)
+            new_leaves[pos] = Tracer(plain_array(where, "an output", out_leaves[pos]), tape, node)
         return tree.unflatten(out_def, new_leaves)
 
     return wrapped

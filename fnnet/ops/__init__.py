@@ -16,10 +16,14 @@ from .shape import reshape, transpose
 from .stats import gradient_probe, summarize
 from .softmax import log_softmax, logsumexp, softmax
 from .conv import conv2d, conv2d_output_shape, conv_output_size
-from .dropout import dropout
+from .conv import conv1d
+from .conv_transpose import conv_transpose2d
+from .pad import pad
+from .dropout import channel_dropout, dropout
 from .embedding import embedding
-from .norm import batch_norm, layer_norm
+from .norm import batch_norm, group_norm, layer_norm, rms_norm
 from .pool import avg_pool2d, global_avg_pool2d, max_pool2d, pool2d_output_shape
+from .pool import avg_pool1d, max_pool1d
 from ..autodiff import checkpoint, stop_gradient  # noqa: F401  (for layers, which import ops but not autodiff)
 
 _operators.install()
@@ -33,3 +37,5 @@ __all__ += ["concatenate", "getitem", "log_softmax", "logsumexp", "max", "mean",
 __all__ += ["avg_pool2d", "batch_norm", "conv2d", "conv2d_output_shape", "conv_output_size", "dropout",
             "embedding", "global_avg_pool2d", "layer_norm", "max_pool2d", "pool2d_output_shape"]
 __all__ += ["gradient_probe", "summarize"]
+__all__ += ["channel_dropout", "group_norm", "rms_norm"]
+__all__ += ["avg_pool1d", "conv1d", "conv_transpose2d", "max_pool1d", "pad"]

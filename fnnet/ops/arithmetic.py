@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
-from ._validate import as_operand, check_same_dtype, contiguous, value
+from ._validate import as_operand, check_array, check_same_dtype, contiguous, value
 
 __all__ = ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where"]
 
@@ -162,11 +162,12 @@ def where(condition, a, b):
         a, b: float arrays of one dtype, or numbers.
     """
     cond = value(condition)
-    if type(cond) is not np.ndarray or cond.dtype != np.bool_:
+    if not isinstance(cond, np.ndarray) or cond.dtype != np.bool_:
         raise TypeError(
             f"where: condition must be a boolean numpy array, got "
             f"{getattr(cond, 'dtype', type(cond).__name__)}; build it with a comparison such as x > 0"
         )
+    cond = check_array("where", "condition", cond)
     a, b = _binary("where", a, b)
     try:
         np.broadcast_shapes(cond.shape, value(a).shape, value(b).shape)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
-from ._validate import check_float, contiguous, value
+from ._validate import as_number, check_float, contiguous, value
 
 __all__ = [
     "negative", "exp", "log", "sqrt", "abs", "clip",
@@ -56,14 +56,11 @@ _softplus = _unary("softplus", K.softplus_fwd, K.softplus_bwd, "x")
 
 
 def _checked(op, x):
-    check_float(op, "x", x)
-    return x
+    return check_float(op, "x", x)
 
 
 def _scalar(op, arg, v, dtype):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{op}: {arg} must be a number, got {v!r}")
-    return dtype.type(v)
+    return dtype.type(as_number(op, arg, v))
 
 
 def negative(x):
@@ -95,11 +92,14 @@ def clip(x, lo, hi):
     """Clamp ``x`` to ``[lo, hi]``; the gradient passes where ``lo <= x <= hi`` (PyTorch's convention).
 
     Raises:
-        ValueError: ``lo > hi``.
+        ValueError: ``lo > hi``, or a NaN bound.
     """
     x = _checked("clip", x)
     dt = value(x).dtype
     lo, hi = _scalar("clip", "lo", lo, dt), _scalar("clip", "hi", hi, dt)
+    if np.isnan(lo) or np.isnan(hi):
+        raise ValueError(f"clip: lo and hi must not be NaN, got lo={lo}, hi={hi}; use -np.inf or np.inf for a "
+                         "one-sided clip")
     if lo > hi:
         raise ValueError(f"clip: lo must be <= hi, got lo={lo}, hi={hi}")
     return _clip(x, lo=lo, hi=hi)

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import Tracer, primitive
+from ..autodiff.arrays import plain_array
 from ._validate import check_float, contiguous, value
 
 __all__ = ["getitem", "take", "concatenate", "stack"]
@@ -32,7 +33,8 @@ __all__ = ["getitem", "take", "concatenate", "stack"]
 # ---------------------------------------------------------------------------------------------- getitem
 
 def _getitem_fwd(x, index):
-    return x[index], x.shape
+    y = x[index]  # a numpy scalar when every axis gets an int: return it as a 0-d array, like every op
+    return (y if type(y) is np.ndarray else np.asarray(y)), x.shape
 
 
 def _getitem_bwd(shape, g, index):
@@ -88,7 +90,7 @@ def _entry(op, item):
             raise ValueError(f"{op}: slice step must not be zero, got {item!r}")
         return slice(start, stop, step)
     if isinstance(item, (list, tuple, np.ndarray)):
-        arr = np.asarray(item)
+        arr = plain_array(op, "an index array", item) if isinstance(item, np.ndarray) else np.asarray(item)
         if arr.dtype == np.bool_:
             return arr
         if arr.dtype.kind in "iu":
@@ -216,7 +218,7 @@ def getitem(x, index):
             not broadcast together.
         ValueError: a slice step of zero.
     """
-    check_float("getitem", "x", x)
+    x = check_float("getitem", "x", x)
     shape = value(x).shape
     entries = _normalize_index("getitem", shape, index)
     if not any(isinstance(e, np.ndarray) for e in entries):
@@ -240,7 +242,7 @@ def take(x, indices, axis=0):
         TypeError: non-float ``x`` or non-integer ``indices``.  ValueError: ``axis`` out of range.
         IndexError: an index out of range.
     """
-    check_float("take", "x", x)
+    x = check_float("take", "x", x)
     ndim = value(x).ndim
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"take: axis expected an int, got {axis!r}")
@@ -287,13 +289,13 @@ def _stack_bwd(res, g, axis):
 _stack = primitive("stack", _stack_fwd, _stack_bwd)
 
 
-def _check_sequence(op, xs):
+def _check_sequence(op, xs) -> list:
+    """``xs`` as a list of checked float arrays of one dtype (see ``check_float``)."""
     if type(xs) is Tracer or isinstance(xs, np.ndarray) or not isinstance(xs, (list, tuple)):
         raise TypeError(f"{op}: xs expected a list or tuple of arrays, got {type(xs).__name__}; wrap it: [x]")
     if not xs:
         raise ValueError(f"{op}: xs expected at least one array, got an empty sequence")
-    for i, x in enumerate(xs):
-        check_float(op, f"xs[{i}]", x)
+    xs = [check_float(op, f"xs[{i}]", x) for i, x in enumerate(xs)]
     first = value(xs[0]).dtype
     for i, x in enumerate(xs[1:], start=1):
         if value(x).dtype != first:
@@ -301,6 +303,7 @@ def _check_sequence(op, xs):
                 f"{op}: xs[{i}] has dtype {value(x).dtype} but xs[0] has {first}; all inputs must share one "
                 f"dtype (fnnet never promotes silently): cast with xs[{i}].astype(np.{first})"
             )
+    return xs
 
 
 def concatenate(xs, axis=0):
@@ -318,7 +321,7 @@ def concatenate(xs, axis=0):
         ValueError: an empty ``xs``, ``axis`` out of range, or an input whose ndim or other dimensions
             differ from ``xs[0]``'s (naming the input).
     """
-    _check_sequence("concatenate", xs)
+    xs = _check_sequence("concatenate", xs)
     shapes = [value(x).shape for x in xs]
     ndim = len(shapes[0])
     if ndim == 0:
@@ -352,7 +355,7 @@ def stack(xs, axis=0):
         ValueError: an empty ``xs``, ``axis`` out of range, or an input whose shape differs from
             ``xs[0]``'s (naming the input).
     """
-    _check_sequence("stack", xs)
+    xs = _check_sequence("stack", xs)
     shapes = [value(x).shape for x in xs]
     ndim = len(shapes[0]) + 1
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):

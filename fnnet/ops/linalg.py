@@ -46,10 +46,10 @@ def linear(x, weight, bias=None, *, activation=None):
     Raises:
         TypeError: non-float or mismatched dtypes.  ValueError: incompatible shapes.
     """
-    for name, arr in (("x", x), ("weight", weight)):
-        check_float("linear", name, arr)
+    x = check_float("linear", "x", x)
+    weight = check_float("linear", "weight", weight)
     if bias is not None:
-        check_float("linear", "bias", bias)
+        bias = check_float("linear", "bias", bias)
     check_same_dtype("linear", x=x, weight=weight, bias=bias)
     xs, ws = value(x).shape, value(weight).shape
     if len(ws) != 2:
@@ -104,8 +104,8 @@ def matmul(a, b):
     """
     from .shape import reshape  # local: shape ops live in their own family
 
-    check_float("matmul", "a", a)
-    check_float("matmul", "b", b)
+    a = check_float("matmul", "a", a)
+    b = check_float("matmul", "b", b)
     check_same_dtype("matmul", a=a, b=b)
     sa, sb = value(a).shape, value(b).shape
     if len(sa) == 0 or len(sb) == 0:

@@ -129,9 +129,9 @@ _max = primitive("max", _max_fwd, _max_bwd, argnames=("x",))
 
 
 def _prepare(op, x, axis, keepdims):
-    check_float(op, "x", x)
+    x = check_float(op, "x", x)
     axes = _normalize_axes(op, axis, value(x).ndim)
-    return axes, _check_keepdims(op, keepdims)
+    return x, axes, _check_keepdims(op, keepdims)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
@@ -151,7 +151,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
         TypeError: ``x`` is not a float16/float32/float64 array, or ``axis``/``keepdims`` has the wrong type.
         ValueError: an axis is out of range or repeated.
     """
-    axes, keepdims = _prepare("sum", x, axis, keepdims)
+    x, axes, keepdims = _prepare("sum", x, axis, keepdims)
     return _sum(x, axes=axes, keepdims=keepdims)
 
 
@@ -160,7 +160,7 @@ def mean(x, axis=None, keepdims=False):
 
     The mean over an empty axis is NaN, as in numpy and PyTorch.
     """
-    axes, keepdims = _prepare("mean", x, axis, keepdims)
+    x, axes, keepdims = _prepare("mean", x, axis, keepdims)
     return _mean(x, axes=axes, keepdims=keepdims)
 
 
@@ -175,7 +175,7 @@ def max(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
         TypeError, ValueError: as for :func:`sum`; also ValueError for a maximum over an empty axis
         (max has no identity; numpy raises too).
     """
-    axes, keepdims = _prepare("max", x, axis, keepdims)
+    x, axes, keepdims = _prepare("max", x, axis, keepdims)
     shape = value(x).shape
     if math.prod(shape[a] for a in axes) == 0:
         raise ValueError(

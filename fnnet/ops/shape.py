@@ -7,10 +7,12 @@ Their VJPs are the inverse reshape and the inverse permutation.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ..autodiff import primitive
-from ._validate import value
+from ._validate import check_float, value
 
 __all__ = ["reshape", "transpose"]
 
@@ -33,16 +35,30 @@ def _transpose_bwd(res, g, axes):
 _transpose = primitive("transpose", _transpose_fwd, _transpose_bwd, argnames=("x",))
 
 
+def _ints(op: str, arg: str, items, expected: str) -> tuple:
+    """``items`` (an int or a sequence of ints, numpy ints included) as a tuple of Python ints."""
+    try:
+        seq = (items,) if isinstance(items, (int, np.integer)) else tuple(items)
+        if any(isinstance(i, (bool, np.bool_)) for i in seq):
+            raise TypeError
+        return tuple(operator.index(i) for i in seq)
+    except TypeError:
+        raise TypeError(f"{op}: {arg} expected {expected}, got {items!r}") from None
+
+
 def reshape(x, shape):
     """``x`` with a new shape of the same size (one entry may be -1).
 
+    Args:
+        x: float16/float32/float64 array (or tracer) of any shape.
+        shape: an int or a sequence of ints (no floats: a size is never rounded).
+
     Raises:
-        ValueError: the sizes differ.
+        TypeError: non-float ``x``; ``shape`` not ints.  ValueError: the sizes differ.
     """
+    x = check_float("reshape", "x", x)
     v = value(x)
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    shape = tuple(int(s) for s in shape)
+    shape = _ints("reshape", "shape", shape, "an int or a tuple of ints such as (2, -1)")
     try:
         new = np.broadcast_to(np.empty((), v.dtype), v.shape).reshape(shape).shape
     except ValueError:
@@ -51,11 +67,31 @@ def reshape(x, shape):
 
 
 def transpose(x, axes=None):
-    """Permute the axes of ``x`` (reverse them when ``axes`` is None), like ``np.transpose``."""
+    """Permute the axes of ``x`` (reverse them when ``axes`` is None), like ``np.transpose``.
+
+    Args:
+        x: float16/float32/float64 array (or tracer) ``(d_0, ..., d_{n-1})``.
+        axes: None or a permutation of ``0..n-1`` (negative entries count from the end).
+
+    Returns:
+        ``(d_axes[0], ..., d_axes[n-1])``, a view.
+
+    Raises:
+        TypeError: non-float ``x``; ``axes`` not ints.  ValueError: an axis out of range, repeated, or not
+        ``n`` of them.
+    """
+    x = check_float("transpose", "x", x)
     v = value(x)
+    n = v.ndim
     if axes is None:
-        axes = tuple(range(v.ndim))[::-1]
-    axes = tuple(int(a) % max(v.ndim, 1) for a in axes)
-    if sorted(axes) != list(range(v.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of the {v.ndim} axes of shape {v.shape}")
+        return _transpose(x, axes=tuple(range(n))[::-1])
+    axes = _ints("transpose", "axes", axes, "None or a tuple of ints (a permutation of the axes)")
+    for a in axes:
+        if not -n <= a < n:
+            raise ValueError(f"transpose: axis {a} is out of range for shape {v.shape} ({n} axes); use axes in "
+                             f"[{-n}, {n - 1}]")
+    axes = tuple(a % n for a in axes)
+    if sorted(axes) != list(range(n)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the {n} axes of shape {v.shape}; "
+                         f"give each of 0..{n - 1} once")
     return _transpose(x, axes=axes)

@@ -74,11 +74,12 @@ _logsumexp = primitive("logsumexp", _logsumexp_fwd, _logsumexp_bwd, argnames=("x
 
 
 def _check(op, x, axis):
-    check_float(op, "x", x)
+    """(the checked x, its normalised axis)"""
+    x = check_float(op, "x", x)
     v = value(x)
     if v.ndim == 0:
         raise ValueError(f"{op}: x must have at least 1 dimension, got a 0-d array; reshape it to (1,)")
-    return normalize_axis(op, axis, v.ndim)
+    return x, normalize_axis(op, axis, v.ndim)
 
 
 def softmax(x, axis=-1):
@@ -95,12 +96,14 @@ def softmax(x, axis=-1):
     Raises:
         TypeError: non-float ``x``, non-int ``axis``.  ValueError: 0-d ``x``, ``axis`` out of range.
     """
-    return _softmax(x, axis=_check("softmax", x, axis))
+    x, axis = _check("softmax", x, axis)
+    return _softmax(x, axis=axis)
 
 
 def log_softmax(x, axis=-1):
     """``x - logsumexp(x, axis, keepdims=True)``, computed stably; arguments as in :func:`softmax`."""
-    return _log_softmax(x, axis=_check("log_softmax", x, axis))
+    x, axis = _check("log_softmax", x, axis)
+    return _log_softmax(x, axis=axis)
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -119,7 +122,7 @@ def logsumexp(x, axis=-1, keepdims=False):
         TypeError: non-float ``x``, non-int ``axis``, non-bool ``keepdims``.  ValueError: 0-d ``x``,
             ``axis`` out of range.
     """
-    axis = _check("logsumexp", x, axis)
+    x, axis = _check("logsumexp", x, axis)
     if not isinstance(keepdims, (bool, np.bool_)):
         raise TypeError(f"logsumexp: keepdims expected a bool, got {keepdims!r}")
     return _logsumexp(x, axis=axis, keepdims=bool(keepdims))

@@ -24,7 +24,7 @@ def summarize(x, *, bins: int = 0) -> dict:
         ``{"mean", "std", "min", "max", "zero_fraction", "nan_count", "inf_count", "size"}`` (floats/ints;
         mean/std/min/max over finite values, population std), plus ``"histogram": (counts, edges)``.
     """
-    check_float("summarize", "x", x)
+    x = check_float("summarize", "x", x)
     flat = contiguous(half.widen(value(x))).reshape(-1)
     count, s, ss, mn, mx, zeros, nans, infs = K.summary_stats(flat)
     mean = s / count if count else math.nan
@@ -57,5 +57,5 @@ def gradient_probe(x, callback):
 
     Used by activation statistics to observe gradients; ``callback`` must not modify ``g``.
     """
-    check_float("gradient_probe", "x", x)
+    x = check_float("gradient_probe", "x", x)
     return _gradient_probe(x, callback=callback)
