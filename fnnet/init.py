@@ -23,7 +23,9 @@ The named initializers and their exact distributions:
   a standard normal truncated to ``(-2, 2)`` (std not corrected, about ``0.0088``).
 - ``zeros``, ``ones``, ``constant(value)``: constant arrays.
 
-float16 is supported as a storage type: values are drawn in float32 and cast.
+float16 is supported as a storage type: values are drawn in float32 and cast.  Draws are scaled and cast
+chunk by chunk straight into the result (see ``fnnet.random``), so an initializer needs little memory
+beyond the array it returns; ``Orthogonal`` is the exception, its QR decomposition works in float64.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import threading
 import attrs
 import numpy as np
 
-from fnnet import random as _random
+from fnnet.random._draws import draw_normal, draw_truncated_normal, draw_uniform
+from fnnet.random._keys import as_shape, check_key
 
 __all__ = [
     "Initializer", "ShapeDtype", "abstract_arrays", "VarianceScaling", "Normal", "Uniform", "TruncatedNormal", "Orthogonal", "Constant",
@@ -61,7 +64,7 @@ def fans(shape) -> tuple[int, int]:
     Raises:
       TypeError / ValueError: ``shape`` is not a tuple of non-negative ints.
     """
-    shape = _random._as_shape(shape, "fnnet.init.fans")
+    shape = as_shape(shape, "fnnet.init.fans")
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -75,8 +78,8 @@ def fans(shape) -> tuple[int, int]:
 def _prepare(name, key, shape, dtype):
     """Validate (key, shape, dtype); returns (shape, target dtype, compute dtype)."""
     where = f"fnnet.init.{name}"
-    _random._check_key(key, where)
-    shape = _random._as_shape(shape, where)
+    check_key(key, where)
+    shape = as_shape(shape, where)
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -189,12 +192,10 @@ class VarianceScaling(Initializer):
         std = math.sqrt(self.scale / n)
         if self.distribution == "uniform":
             limit = math.sqrt(3.0) * std
-            out = _random.uniform(key, shape, compute, -limit, limit)
-        elif self.distribution == "normal":
-            out = _random.normal(key, shape, compute) * compute.type(std)
-        else:
-            out = _random.truncated_normal(key, shape, compute) * compute.type(std / TRUNCATED_STD_2)
-        return out.astype(dt, copy=False)
+            return draw_uniform(key, shape, compute, -limit, limit, out_dtype=dt)
+        if self.distribution == "normal":
+            return draw_normal(key, shape, compute, out_dtype=dt, scale=compute.type(std))
+        return draw_truncated_normal(key, shape, compute, out_dtype=dt, scale=compute.type(std / TRUNCATED_STD_2))
 
 
 @attrs.frozen
@@ -206,8 +207,8 @@ class Normal(Initializer):
 
     def __call__(self, key, shape, dtype=np.float32) -> np.ndarray:
         shape, dt, compute = _prepare("Normal", key, shape, dtype)
-        out = _random.normal(key, shape, compute) * compute.type(self.std) + compute.type(self.mean)
-        return out.astype(dt, copy=False)
+        return draw_normal(key, shape, compute, out_dtype=dt, scale=compute.type(self.std),
+                           shift=compute.type(self.mean))
 
 
 @attrs.frozen
@@ -223,7 +224,7 @@ class Uniform(Initializer):
 
     def __call__(self, key, shape, dtype=np.float32) -> np.ndarray:
         shape, dt, compute = _prepare("Uniform", key, shape, dtype)
-        return _random.uniform(key, shape, compute, self.minval, self.maxval).astype(dt, copy=False)
+        return draw_uniform(key, shape, compute, self.minval, self.maxval, out_dtype=dt)
 
 
 @attrs.frozen
@@ -243,8 +244,8 @@ class TruncatedNormal(Initializer):
 
     def __call__(self, key, shape, dtype=np.float32) -> np.ndarray:
         shape, dt, compute = _prepare("TruncatedNormal", key, shape, dtype)
-        z = _random.truncated_normal(key, shape, compute, self.lower, self.upper)
-        return (z * compute.type(self.std)).astype(dt, copy=False)
+        return draw_truncated_normal(key, shape, compute, self.lower, self.upper, out_dtype=dt,
+                                     scale=compute.type(self.std))
 
 
 @attrs.frozen
@@ -270,12 +271,12 @@ class Orthogonal(Initializer):
         rows, cols = shape[0], math.prod(shape[1:])
         if rows * cols == 0:
             return np.zeros(shape, dt)
-        a = _random.normal(key, (max(rows, cols), min(rows, cols)), np.float64)
-        q, r = np.linalg.qr(a)
-        q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
-        if rows < cols:
-            q = q.T
-        return (self.gain * q).reshape(shape).astype(dt)
+        q, r = np.linalg.qr(draw_normal(key, (max(rows, cols), min(rows, cols)), np.float64))
+        q *= np.where(np.diag(r) < 0, -1.0, 1.0)
+        q *= self.gain
+        out = np.empty(shape, dt)
+        out.reshape(rows, cols)[...] = q.T if rows < cols else q
+        return out
 
 
 @attrs.frozen

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import attrs
 import numpy as np
@@ -11,7 +14,10 @@ from hypothesis import strategies as st
 
 from fnnet import init, random
 
+from . import random_reference as reference
+
 KEY = random.key(0)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("shape,expected", [
@@ -135,6 +141,98 @@ def test_dtypes(name, dtype):
 def test_float16_matches_float32_draw():
     np.testing.assert_array_equal(init.he_uniform(KEY, (8, 8), np.float16),
                                   init.he_uniform(KEY, (8, 8), np.float32).astype(np.float16))
+
+
+def _reference_init(initializer, key, shape, dtype):
+    """What ``initializer(key, shape, dtype)`` computed before draws were chunked: whole-array draws in the
+    compute dtype (float32 for float16), scaled, then converted."""
+    compute = np.dtype(np.float32 if np.dtype(dtype) == np.float16 else dtype)
+    n = math.prod(shape)
+    if isinstance(initializer, init.VarianceScaling):
+        fan_in, fan_out = init.fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[initializer.mode]
+        std = math.sqrt(initializer.scale / fan)
+        if initializer.distribution == "uniform":
+            out = reference.uniform(key, n, compute, -math.sqrt(3.0) * std, math.sqrt(3.0) * std)
+        elif initializer.distribution == "normal":
+            out = reference.normal(key, n, compute) * compute.type(std)
+        else:
+            out = reference.truncated_normal(key, n, compute) * compute.type(std / init.TRUNCATED_STD_2)
+    elif isinstance(initializer, init.Normal):
+        out = reference.normal(key, n, compute) * compute.type(initializer.std) + compute.type(initializer.mean)
+    elif isinstance(initializer, init.Uniform):
+        out = reference.uniform(key, n, compute, initializer.minval, initializer.maxval)
+    elif isinstance(initializer, init.TruncatedNormal):
+        z = reference.truncated_normal(key, n, compute, initializer.lower, initializer.upper)
+        out = z * compute.type(initializer.std)
+    else:
+        rows, cols = shape[0], math.prod(shape[1:])
+        a = reference.normal(key, max(rows, cols) * min(rows, cols), np.float64).reshape(max(rows, cols), -1)
+        q, r = np.linalg.qr(a)
+        q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+        out = initializer.gain * (q.T if rows < cols else q)
+    return out.reshape(shape).astype(dtype)
+
+
+RANDOM_INITIALIZERS = {**{name: init.get(name) for name in STD_TABLE}, "orthogonal": init.orthogonal,
+                       "Normal(0.5, 3)": init.Normal(0.5, 3.0), "Uniform(-2, 7)": init.Uniform(-2.0, 7.0),
+                       "TruncatedNormal(2, -1, 0.5)": init.TruncatedNormal(2.0, -1.0, 0.5),
+                       "Orthogonal(2)": init.Orthogonal(2.0)}
+
+
+# (300, 500) spans three chunks; orthogonal skips it (a slow QR that adds no chunk boundary of its own)
+REFERENCE_SHAPES = [(name, shape) for name, initializer in sorted(RANDOM_INITIALIZERS.items())
+                    for shape in [(6, 4), (16, 8, 3, 3)] + [(300, 500)] * (not isinstance(initializer, init.Orthogonal))]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("name,shape", REFERENCE_SHAPES)
+def test_initializers_equal_the_whole_array_reference(name, shape, dtype):
+    for key in (KEY, random.key(2**40 + 3)):
+        got = RANDOM_INITIALIZERS[name](key, shape, dtype)
+        want = _reference_init(RANDOM_INITIALIZERS[name], key, shape, dtype)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+
+
+PEAK_MEMORY = """
+import tracemalloc
+import numpy as np
+import fnnet
+from fnnet import init
+from fnnet.layers import Linear
+
+def memory(field):                      # VmRSS: resident now; VmHWM: the peak of resident
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+Linear(8).init(fnnet.random.key(0), (None, 8))            # load the kernels first
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")                                           # restart VmHWM from the current resident size
+before = memory("VmRSS")
+params = Linear(7000).init(fnnet.random.key(1), (None, 7000))
+print("Linear", memory("VmHWM") - before, sum(p.nbytes for p in params.values()))
+for name, dtype in [("he_normal", np.float16), ("lecun_normal", np.float32), ("glorot_uniform", np.float16),
+                    ("normal", np.float64)]:
+    init.get(name)(fnnet.random.key(0), (8, 8), dtype)
+    tracemalloc.start()
+    out = init.get(name)(fnnet.random.key(1), (3000, 2000), dtype)
+    print(name, tracemalloc.get_traced_memory()[1], out.nbytes)
+    tracemalloc.stop()
+"""
+
+
+def test_init_peak_memory_is_close_to_the_params():
+    # Linear(7000): 196 MB of float32 weights; whole-array draws used to peak at 4.5 times that.  The peak
+    # is VmHWM, reset in the child: ru_maxrss would start from the parent's resident size at the fork.
+    # Two threads, so that the chunks in flight (a few MB each) do not depend on the machine's core count.
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", PEAK_MEMORY], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    lines = [line.split() for line in out.strip().splitlines()]
+    assert [name for name, _, _ in lines] == ["Linear", "he_normal", "lecun_normal", "glorot_uniform", "normal"]
+    for name, peak, nbytes in lines:
+        assert int(peak) <= 1.5 * int(nbytes) + 20_000_000, f"{name}: peak {peak} bytes for {nbytes} bytes of params"
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.bool_, "complex64", "bogus"])

@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,6 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnnet import random
+from fnnet.kernels import random as kernels_random
+from fnnet.random import _draws
+
+from . import random_reference as reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,6 +65,109 @@ def test_golden_values():
                                rtol=1e-6)
     np.testing.assert_allclose(random.truncated_normal(k, 3),
                                [-0.17621764540672302, -1.3858071565628052, -1.785658836364746], rtol=1e-6)
+
+
+# ------------------------------------------------- chunked kernels = the whole-array algorithm, bit for bit
+
+CHUNK = _draws.CHUNK
+# name -> (float dtypes or None, fnnet's draw, the whole-array reference); both are called as f(key, n, dtype)
+REFERENCE_CASES = {
+    "bits": (None, lambda k, n, dt: random.bits(k, n), lambda k, n, dt: reference.bits(k, n)),
+    "uniform": ((np.float32, np.float64), lambda k, n, dt: random.uniform(k, n, dt, -3.0, 5.5),
+                lambda k, n, dt: reference.uniform(k, n, dt, -3.0, 5.5)),
+    "normal": ((np.float32, np.float64), random.normal, reference.normal),
+    "truncated_normal": ((np.float32, np.float64), random.truncated_normal, reference.truncated_normal),
+    "truncated_normal_flipped": ((np.float32, np.float64), lambda k, n, dt: random.truncated_normal(k, n, dt, 0.5, 3.0),
+                                 lambda k, n, dt: reference.truncated_normal(k, n, dt, 0.5, 3.0)),
+    "bernoulli": (None, lambda k, n, dt: random.bernoulli(k, n, 0.3), lambda k, n, dt: reference.bernoulli(k, n, 0.3)),
+    "randint": (None, lambda k, n, dt: random.randint(k, n, -5, 1000, np.int16),
+                lambda k, n, dt: reference.randint(k, n, -5, 1000, np.int16)),
+    "randint_full_range": (None, lambda k, n, dt: random.randint(k, n, -(2**63), 2**63),
+                           lambda k, n, dt: reference.randint(k, n, -(2**63), 2**63, np.int64)),
+    "permutation": (None, lambda k, n, dt: random.permutation(k, n), lambda k, n, dt: reference.permutation(k, n)),
+}
+REFERENCE_PARAMS = [(name, dt) for name, (dtypes, _, _) in REFERENCE_CASES.items() for dt in dtypes or (None,)]
+REFERENCE_KEYS = [random.key(0), random.key(2**64 - 1), random.fold_in(random.key(7), 3)]
+
+
+@pytest.mark.parametrize("name,dtype", REFERENCE_PARAMS)
+@pytest.mark.parametrize("n", [0, 1, 2, 7, CHUNK - 1, CHUNK + 3, 2 * CHUNK + 1])
+def test_draws_equal_the_whole_array_reference(name, dtype, n):
+    _, draw, expected = REFERENCE_CASES[name]
+    for k in REFERENCE_KEYS:
+        got, want = draw(k, n, dtype), expected(k, n, dtype)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), f"{name} {dtype} n={n} key={k.tolist()}"
+
+
+def test_bernoulli_array_p_equals_reference():
+    k, p = random.key(1), np.linspace(0.0, 1.0, 3 * CHUNK // 2)[:, None]
+    np.testing.assert_array_equal(random.bernoulli(k, (p.size, 3), p), reference.bernoulli(k, (p.size, 3), p))
+
+
+def test_threefry_kernel_equals_reference():
+    counters = random.bits(random.key(11), (2, 1000))
+    for k in REFERENCE_KEYS:
+        for got, want in zip(random.threefry2x32(k, counters[0], counters[1]),
+                             reference.threefry(k, counters[0], counters[1])):
+            np.testing.assert_array_equal(got, want)
+    hi, lo = random.threefry2x32(np.zeros(2, np.uint32), np.uint32(0), np.uint32(0))
+    assert (int(hi), int(lo)) == THREEFRY_KAT[0][2] and np.ndim(hi) == 0
+
+
+def test_fast_float32_box_muller_equals_numpy_float64_rounded():
+    # The kernel replaces log1p/cos/sin by series and lets numpy recompute the pairs it is unsure of; over
+    # a spread of the whole 2**-24 grid plus the special points (u0 = 0: a zero's sign; angles at multiples
+    # of pi/2), its float32 values must equal numpy's float64 Box-Muller rounded to float32.
+    grid = np.arange(0, 1 << 24, 13, dtype=np.float64) * 2.0 ** -24
+    special = np.array([0.0, 2.0 ** -24, 0.25, 0.5, 0.75, 0.25 + 2.0 ** -24, 0.5 - 2.0 ** -24, 1.0 - 2.0 ** -24])
+    u0 = np.concatenate([grid, special, np.repeat(special, special.size)])
+    u1 = np.concatenate([np.random.default_rng(0).permutation(grid), special, np.tile(special, special.size)])
+    u = np.stack([u0, u1], axis=1)
+    fast, exact = np.empty(2 * len(u), np.float32), np.empty(2 * len(u))
+    _draws._box_muller_float32(u, fast)
+    _draws._box_muller(u, exact)
+    assert fast.tobytes() == exact.astype(np.float32).tobytes()
+
+
+NUMBA_THREADS_FINGERPRINT = """
+import hashlib, numpy as np
+from fnnet import init, random
+k = random.key(5)
+draws = [random.normal(k, 3 * 65536 + 5), random.normal(k, 70001, np.float64), random.uniform(k, 200001),
+         random.truncated_normal(k, 140000), random.bernoulli(k, 150000), random.randint(k, 150000, 0, 7),
+         init.he_normal(k, (400, 500), np.float16)]
+print(hashlib.sha256(b"".join(d.tobytes() for d in draws)).hexdigest())
+"""
+
+
+def test_same_bits_for_any_thread_count():
+    outputs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads,
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        outputs.append(subprocess.run([sys.executable, "-c", NUMBA_THREADS_FINGERPRINT], cwd=ROOT, env=env,
+                                      capture_output=True, text=True, check=True).stdout.strip())
+    assert len(outputs[0]) == 64 and outputs[1] == outputs[0]
+
+
+@pytest.mark.parametrize("draw", [
+    lambda k: random.normal(k, 4_000_000), lambda k: random.normal(k, 1_000_000, np.float64),
+    lambda k: random.uniform(k, 4_000_000), lambda k: random.truncated_normal(k, 2_000_000),
+    lambda k: random.bits(k, 4_000_000), lambda k: random.bernoulli(k, 8_000_000, 0.5),
+    lambda k: random.randint(k, 4_000_000, 0, 100, np.int32),
+], ids=["normal", "normal64", "uniform", "truncated_normal", "bits", "bernoulli", "randint"])
+def test_draws_need_little_memory_beyond_the_result(draw):
+    # numpy reports its allocations to tracemalloc: beyond the result, each thread holds a chunk's temporaries
+    draw(random.key(0))                               # compile / load the kernels first
+    allowance = 4_000_000 * kernels_random.thread_count()
+    tracemalloc.start()
+    try:
+        out = draw(random.key(1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= out.nbytes + allowance, f"peak {peak} bytes for a {out.nbytes}-byte result"
 
 
 # ------------------------------------------------------------------------------------------- keys
