@@ -11,7 +11,7 @@ Packages: ``tree``, ``random``, ``init`` (foundations); ``kernels`` (Numba); ``a
 ``ops``, ``losses``; ``layers``; ``optim``; ``io``, ``datasets``, ``train``; ``testing``; ``bench``.
 """
 
-from . import init, random, tree  # noqa: F401  (numpy-only foundations)
+from . import init, random, tree  # noqa: F401  (foundations: trees, keys and draws, initializers)
 from . import kernels  # noqa: F401  (sets up the threading layer before anything runs)
 from . import autodiff, ops  # noqa: F401
 from .autodiff import (  # noqa: F401

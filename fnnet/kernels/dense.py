@@ -109,23 +109,3 @@ def matmul_fwd(a, b):
         r1 = min(n, r0 + ROW_BLOCK)
         y[r0:r1] = np.dot(a[r0:r1], b)
     return y
-
-
-@kernel(parallel=False)
-def batched_matmul_fwd(a, b):
-    """(B, n, k) @ (B, k, m), one BLAS call per batch entry."""
-    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = np.dot(a[i], b[i])
-    return out
-
-
-@kernel(parallel=False)
-def batched_matmul_bwd(a, b, g):
-    """Cotangents of batched_matmul_fwd: (g @ b^T, a^T @ g) per batch entry."""
-    ga = np.empty_like(a)
-    gb = np.empty_like(b)
-    for i in range(a.shape[0]):
-        ga[i] = np.dot(g[i], b[i].T)
-        gb[i] = np.dot(a[i].T, g[i])
-    return ga, gb

@@ -18,7 +18,7 @@ from .pool import AvgPool1D, MaxPool1D
 from .recording import ActivationRecorder, record_activations
 from .remat import Remat
 from .shape import Flatten, Identity, Reshape
-from .walking import LayerVisit, walk
+from .walking import LayerVisit, decay_mask, param_labels, walk
 
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "GlobalAvgPool2D", "LayerNorm", "MaxPool2D",
@@ -28,4 +28,5 @@ __all__ = [
 ]
 __all__ += ["Dropout2D", "GroupNorm", "InstanceNorm", "RMSNorm"]
 __all__ += ["LayerVisit", "TorchParam", "walk"]
+__all__ += ["decay_mask", "param_labels"]
 __all__ += ["AvgPool1D", "Conv1D", "ConvTranspose2D", "MaxPool1D"]

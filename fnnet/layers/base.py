@@ -19,6 +19,7 @@ What a layer says about itself, so that no code outside its file switches on its
 - ``torch_layout()``: how the equivalent ``torch.nn`` module's ``state_dict`` maps onto params and state.
 - ``compile_cost``, ``integer_input``: hints for ``fnnet.precompile``.
 - ``fusable_activations``, ``fused_activation``, ``apply_fused``: kernel fusion inside ``Sequential``.
+- ``no_decay_params``: the params weight decay should skip (``fnnet.layers.decay_mask``).
 
 Multi-input and multi-output layers (``Parallel``, ``FanOut``, ``FanInSum`` ...) take and return tuples
 of arrays, and their shapes are tuples of shapes.
@@ -87,6 +88,9 @@ class Layer:
     fused_activation = None
     #: the ``fused_activation`` names this layer's kernel can apply to its output (see ``apply_fused``).
     fusable_activations = frozenset()
+    #: names (paths inside this layer's own params) that weight decay skips: see ``fnnet.layers.decay_mask``.
+    #: Biases by default; normalisation layers add their scale.
+    no_decay_params = ("bias",)
 
     def children(self) -> tuple:
         """``((name, layer), ...)``: the direct children in params-tree order (``params[name]`` is the

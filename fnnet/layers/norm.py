@@ -111,6 +111,7 @@ class BatchNorm(Layer):
     track_running_stats: bool = True
 
     compile_cost = 3
+    no_decay_params = ("weight", "bias")  # the scale and shift: weight decay would pull the scale to 0
 
     @property
     def has_state(self):
@@ -178,6 +179,7 @@ class _TrailingNorm(Layer):
         return trailing
 
     compile_cost = 2
+    no_decay_params = ("weight", "bias")  # the scale and shift
     _statistics_per_row = 2  # mean and 1/std
 
     def out_shape(self, in_shape):
@@ -292,6 +294,8 @@ class RMSNorm(_TrailingNorm):
 class _GroupedNorm(Layer):
     """Shared by GroupNorm and InstanceNorm: ``(N, C, *spatial)`` inputs normalised in groups of channels
     (``_groups(C)`` of them) by ``ops.group_norm``, with a per-channel ``weight``/``bias``."""
+
+    no_decay_params = ("weight", "bias")  # the scale and shift
 
     def out_shape(self, in_shape):
         self._check(type(self).__name__, in_shape)

@@ -13,6 +13,7 @@ from . import indexing as I
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
+from ._ufuncs import array_ufunc
 
 
 def _compare(fn):
@@ -43,6 +44,7 @@ def install() -> None:
     T.__eq__ = _compare(lambda a, b: a == b)
     T.__ne__ = _compare(lambda a, b: a != b)
     T.__hash__ = object.__hash__
+    T.__array_ufunc__ = array_ufunc  # np.exp(t), np.maximum(t, 0), np.float32(2) * t run fnnet ops
     T.T = property(lambda s: S.transpose(s))
     T.reshape = lambda s, *shape: S.reshape(s, shape[0] if len(shape) == 1 else shape)
     T.transpose = lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import kernels as K
+from ..kernels import broadcast_matmul as KB
 from ..autodiff import primitive
 from ._validate import check_float, check_same_dtype, contiguous, value
 
@@ -66,41 +69,74 @@ def linear(x, weight, bias=None, *, activation=None):
     return _linear(x, weight, bias, relu=activation == "relu")
 
 
+def _batch_index(batch, out_batch):
+    """For each matrix of the broadcast batch ``out_batch``, the index of the operand matrix it reads."""
+    own = np.arange(math.prod(batch), dtype=np.int64).reshape(batch)
+    return np.ascontiguousarray(np.broadcast_to(own, out_batch)).reshape(-1)
+
+
+def _groups(index, count):
+    """``(order, starts)``: the outputs reading operand matrix ``j`` are ``order[starts[j]:starts[j + 1]]``."""
+    order = np.argsort(index, kind="stable")
+    return order, np.searchsorted(index[order], np.arange(count + 1)).astype(np.int64)
+
+
+def _stack(x):
+    """``x (*batch, r, c)`` as a contiguous ``(prod(batch), r, c)`` (sizes explicit: empty arrays work too)."""
+    return contiguous(x).reshape(math.prod(x.shape[:-2]), *x.shape[-2:])
+
+
+def _rows(x3):
+    """A stack ``(s, r, c)`` as ``(s * r, c)``."""
+    return x3.reshape(x3.shape[0] * x3.shape[1], x3.shape[2])
+
+
 def _matmul_fwd(a, b):
-    a3, b3 = contiguous(a), contiguous(b)
-    if b.ndim == 2:  # fold every leading axis of a into rows: one GEMM
-        y = K.matmul_fwd(a3.reshape(-1, a.shape[-1]), b3).reshape(*a.shape[:-1], b.shape[1])
-        return y, (a3, b3)
-    batch = a.shape[:-2]
-    y = K.batched_matmul_fwd(a3.reshape(-1, *a.shape[-2:]), b3.reshape(-1, *b.shape[-2:]))
-    return y.reshape(*batch, a.shape[-2], b.shape[-1]), (a3, b3)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3, b3 = _stack(a), _stack(b)
+    if b3.shape[0] == 1:  # b is one matrix: fold every batch axis of a into rows, one GEMM
+        y = K.matmul_fwd(_rows(a3), b3[0])
+        index = None
+    else:
+        index = (_batch_index(a.shape[:-2], batch), _batch_index(b.shape[:-2], batch))
+        y = KB.broadcast_matmul_fwd(a3, b3, *index)
+    return y.reshape(*batch, a.shape[-2], b.shape[-1]), (a3, b3, index, a.shape, b.shape)
 
 
-def _matmul_bwd(res, g):
-    a, b = res
-    g = contiguous(g)
-    if b.ndim == 2:
-        a2 = a.reshape(-1, a.shape[-1])
-        g2 = g.reshape(-1, b.shape[1])
-        return (K.matmul_fwd(g2, np.ascontiguousarray(b.T)).reshape(a.shape),
-                K.matmul_fwd(np.ascontiguousarray(a2.T), g2))
-    ga, gb = K.batched_matmul_bwd(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]),
-                                  g.reshape(-1, *g.shape[-2:]))
-    return ga.reshape(a.shape), gb.reshape(b.shape)
+def _matmul_bwd(res, g, needs):
+    a3, b3, index, a_shape, b_shape = res
+    g3 = _stack(g)
+    if index is None:
+        g2 = _rows(g3)
+        ga = K.matmul_fwd(g2, np.ascontiguousarray(b3[0].T)) if needs[0] else None
+        gb = K.matmul_fwd(np.ascontiguousarray(_rows(a3).T), g2) if needs[1] else None
+    else:
+        ga, gb = KB.broadcast_matmul_bwd(a3, b3, g3, *index, *_groups(index[0], a3.shape[0]),
+                                         *_groups(index[1], b3.shape[0]), needs[0], needs[1])
+    return ga.reshape(a_shape) if needs[0] else None, gb.reshape(b_shape) if needs[1] else None
 
 
-_matmul = primitive("matmul", _matmul_fwd, _matmul_bwd, argnames=("a", "b"))
+_matmul = primitive("matmul", _matmul_fwd, _matmul_bwd, argnames=("a", "b"), input_mask=True)
 
 
 def matmul(a, b):
-    """Matrix product with numpy's rules for 1-D operands.
+    """Matrix product with numpy's rules: batch axes broadcast, 1-D operands are vectors.
+
+    When ``b`` is a single matrix (no batch axes, or only size-1 ones) every batch axis of ``a`` is folded
+    into the rows of one GEMM.  Otherwise each output matrix is one BLAS call on the operand matrices it
+    reads (a broadcast operand is not copied), and the VJP sums the cotangents over the broadcast batch
+    axes in a fixed order.
 
     Args:
-        a: ``(..., n, k)`` or ``(k,)``.
-        b: ``(k, m)``, ``(k,)``, or ``(..., k, m)`` with the same leading (batch) shape as ``a``.
+        a: ``(*batch_a, n, k)`` or ``(k,)``.
+        b: ``(*batch_b, k, m)`` or ``(k,)``; ``batch_a`` and ``batch_b`` must broadcast.
 
     Returns:
-        ``(..., n, m)``, with the axes of 1-D operands dropped as numpy does.
+        ``(*broadcast(batch_a, batch_b), n, m)``, with the axes of 1-D operands dropped as numpy does.
+
+    Raises:
+        TypeError: non-float or mismatched dtypes.  ValueError: a 0-d operand, inner sizes that differ,
+        batch shapes that do not broadcast.
     """
     from .shape import reshape  # local: shape ops live in their own family
 
@@ -119,11 +155,13 @@ def matmul(a, b):
     sa, sb = value(a).shape, value(b).shape
     if sa[-1] != sb[-2]:
         raise ValueError(f"matmul: inner dimensions differ: a {sa} has {sa[-1]} columns, b {sb} has {sb[-2]} rows")
-    if len(sb) > 2 and sa[:-2] != sb[:-2]:
+    try:
+        np.broadcast_shapes(sa[:-2], sb[:-2])
+    except ValueError:
         raise ValueError(
-            f"matmul: batch shapes of a {sa} and b {sb} must be equal (broadcasting batch dimensions is not "
-            "supported); expand them explicitly"
-        )
+            f"matmul: batch shapes {sa[:-2]} of a {sa} and {sb[:-2]} of b {sb} do not broadcast (numpy rules: "
+            "trailing batch dimensions must be equal or 1); reshape or transpose one operand"
+        ) from None
     y = _matmul(a, b)
     if squeeze_a or squeeze_b:
         ys = value(y).shape

@@ -7,12 +7,14 @@
     params = fnnet.optim.apply_updates(params, updates)
 
 The common optimizers (:mod:`~fnnet.optim.alias`) run one fused Numba pass per parameter leaf; the
-building blocks (:mod:`~fnnet.optim.transforms`) compose into custom ones with :func:`chain`.
+building blocks (:mod:`~fnnet.optim.transforms`) compose into custom ones with :func:`chain`, and
+:mod:`~fnnet.optim.masking` applies optimizers to part of a tree (``masked``, ``multi_transform``).
 """
 
 from . import schedules
 from .alias import AdagradState, AdamState, RmspropState, SgdState, adagrad, adam, adamw, rmsprop, sgd
 from .base import EmptyState, GradientTransformation, accumulate, accumulate_gradients, apply_updates
+from .masking import MaskedState, MultiTransformState, masked, multi_transform, set_to_zero
 from .transforms import (
     ScaleByAdagradState, ScaleByAdamState, ScaleByRmsState, ScaleByScheduleState, TraceState, add_weight_decay,
     chain, clip_by_global_norm, global_norm, scale, scale_by_adagrad, scale_by_adam, scale_by_learning_rate,
@@ -27,3 +29,4 @@ __all__ = [
     "scale_by_learning_rate", "scale_by_momentum", "scale_by_rms", "scale_by_schedule", "schedules", "sgd",
     "trace",
 ]
+__all__ += ["MaskedState", "MultiTransformState", "masked", "multi_transform", "set_to_zero"]

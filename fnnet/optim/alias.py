@@ -32,8 +32,8 @@ import numpy as np
 from ..kernels import optim as K
 from .. import tree
 from .base import (
-    GradientTransformation, cast, check_hyper, check_learning_rate, check_state, count_init, count_next, flat,
-    float_leaves, learning_rate_at, matching_leaves,
+    GradientTransformation, cast, check_hyper, check_learning_rate, check_mask_argument, check_state, count_init,
+    count_next, decay_rates, flat, float_leaves, learning_rate_at, matching_leaves,
 )
 from .transforms import (
     add_weight_decay, chain, scale_by_adagrad, scale_by_adam, scale_by_learning_rate, scale_by_momentum,
@@ -169,14 +169,15 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False, weight_dec
     return GradientTransformation(init, update)
 
 
-def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused):
+def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused, mask=None):
     learning_rate = check_learning_rate(where, learning_rate)
     b1 = check_hyper(where, "b1", b1, high=1.0, high_open=True)
     b2 = check_hyper(where, "b2", b2, high=1.0, high_open=True)
     eps = check_hyper(where, "eps", eps)
     weight_decay = check_hyper(where, "weight_decay", weight_decay)
+    mask = check_mask_argument(where, mask)
     if not fused:
-        decay = [add_weight_decay(weight_decay)] if weight_decay else []
+        decay = [add_weight_decay(weight_decay, mask)] if weight_decay else []
         return chain(scale_by_adam(b1, b2, eps), *decay, scale_by_learning_rate(learning_rate))
 
     def init(params):
@@ -185,14 +186,15 @@ def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused):
     def update(grads, state, params=None):
         check_state(where, state, AdamState)
         treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0, mu=state.mu, nu=state.nu)
+        rates = decay_rates(where, weight_decay, mask, params, treedef)  # 0 for masked-out leaves: same kernel
         lr = learning_rate_at(where, learning_rate, state.count)
         t = int(state.count) + 1
         bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
         columns = ([], [], [])
-        for g, p, m, v in zip(gs, ps, bufs["mu"], bufs["nu"]):
+        for g, p, m, v, wd in zip(gs, ps, bufs["mu"], bufs["nu"], rates):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
             results = K.adam_update(flat(g), flat(p), flat(m), flat(v), c(-lr), c(b1), c(b2), c(eps), c(bc1), c(bc2),
-                                    c(weight_decay))
+                                    c(wd))
             for col, r in zip(columns, results):
                 col.append(r)
         out, mu, nu = _rebuild(treedef, columns, [g.shape for g in gs])
@@ -226,24 +228,31 @@ def adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *
 
 
 def adamw(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 1e-2,
-          *, fused: bool = True) -> GradientTransformation:
+          *, mask=None, fused: bool = True) -> GradientTransformation:
     """AdamW: Adam plus decoupled weight decay, ``p -= lr * (adam_direction + weight_decay * p)``.
 
-    Equivalent chain: ``chain(scale_by_adam(b1, b2, eps), add_weight_decay(wd), scale_by_learning_rate(lr))``.
+    Equivalent chain: ``chain(scale_by_adam(b1, b2, eps), add_weight_decay(wd, mask), scale_by_learning_rate(lr))``.
     The decay is scaled by the (scheduled) learning rate, as in ``torch.optim.AdamW``.
 
     Args:
         learning_rate: a float ``>= 0`` or a schedule ``step -> float``.
         b1, b2, eps: as :func:`adam`.
         weight_decay: ``>= 0``; ``update`` then needs ``params``.
+        mask: None (decay every leaf), or a tree of bools shaped like the params (decay only where True), or a
+            function ``params -> such a tree``.  Masked-out leaves get plain Adam steps, still in the one fused
+            pass (their decay rate is 0).
         fused: one kernel pass per leaf (default) or the equivalent chain.
 
     Returns:
         A :class:`GradientTransformation` with state :class:`AdamState` (fused).
 
+    Example: no decay for biases and normalisation scales::
+
+        opt = fnnet.optim.adamw(1e-3, weight_decay=0.1, mask=fnnet.layers.decay_mask(model, params))
+
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
-    return _adam("fnnet.optim.adamw", learning_rate, b1, b2, eps, weight_decay, fused)
+    return _adam("fnnet.optim.adamw", learning_rate, b1, b2, eps, weight_decay, fused, mask)
 
 
 def rmsprop(learning_rate, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,

@@ -167,6 +167,47 @@ def cast(x, dtype):
     return np.dtype(dtype).type(x)
 
 
+def leaves_like(where: str, name: str, spec, params, treedef, fix: str) -> list:
+    """The leaves of ``spec`` (or of ``spec(params)`` when it is callable), which must have the structure
+    ``treedef`` of the params; ``fix`` says how to build a right one.  Raises ValueError."""
+    t = spec(params) if callable(spec) else spec
+    leaves, t_def = tree.flatten(t)
+    if t_def != treedef:
+        raise ValueError(f"{where}: {name} must have the structure of the params, one leaf per params leaf: params "
+                         f"are {treedef!r}, {name} is {t_def!r}; {fix}")
+    return leaves
+
+
+def mask_leaves(where: str, mask, params, treedef) -> list:
+    """One Python bool per params leaf, from ``mask`` (a tree of bools, or a function ``params -> tree``).
+
+    Raises ValueError (structure) or TypeError (a leaf that is not a bool, named by its path)."""
+    leaves = leaves_like(where, "mask", mask, params, treedef,
+                         "build it with fnnet.tree.map(lambda p: p.ndim > 1, params) or fnnet.layers.decay_mask")
+    for i, m in enumerate(leaves):
+        if not isinstance(m, (bool, np.bool_)):
+            path = tree.paths(tree.unflatten(treedef, leaves))[i]
+            raise TypeError(f"{where}: mask leaf at {_path_name(path)} must be a bool (True: the leaf is "
+                            f"transformed), got {type(m).__name__} {m!r}")
+    return [bool(m) for m in leaves]
+
+
+def check_mask_argument(where: str, mask):
+    """``mask`` as given, unless it is obviously not a tree or a function (a str, a number): TypeError."""
+    if isinstance(mask, (str, bytes)) or isinstance(mask, numbers.Number) and not isinstance(mask, bool):
+        raise TypeError(f"{where}: mask must be a tree of bools shaped like the params, or a function params -> "
+                        f"such a tree, got {type(mask).__name__} {mask!r}")
+    return mask
+
+
+def decay_rates(where: str, weight_decay: float, mask, params, treedef) -> list:
+    """The weight decay of each params leaf: ``weight_decay`` where ``mask`` is True (everywhere when it is
+    None), 0 elsewhere.  Kernels skip the decay term of a leaf whose rate is 0."""
+    if mask is None or weight_decay == 0.0:
+        return [weight_decay] * treedef.num_leaves
+    return [weight_decay if m else 0.0 for m in mask_leaves(where, mask, params, treedef)]
+
+
 # ----------------------------------------------------------------------------------------- public API
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from ..kernels import optim as K
 from .. import tree
 from .base import (
-    EmptyState, GradientTransformation, cast, check_hyper, check_state, check_learning_rate, count_init, count_next, flat,
-    float_leaves, learning_rate_at, matching_leaves,
+    EmptyState, GradientTransformation, cast, check_hyper, check_mask_argument, check_state, check_learning_rate,
+    count_init, count_next, decay_rates, flat, float_leaves, learning_rate_at, matching_leaves,
 )
 
 __all__ = [
@@ -288,20 +288,24 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10)
     return GradientTransformation(init, update)
 
 
-def add_weight_decay(weight_decay: float) -> GradientTransformation:
-    """``u -> u + weight_decay * params``.
+def add_weight_decay(weight_decay: float, mask=None) -> GradientTransformation:
+    """``u -> u + weight_decay * params`` (on the leaves where ``mask`` is True).
 
     Placed before a ``scale_by_*`` block it is L2 regularisation (PyTorch's ``weight_decay`` of SGD);
     placed after ``scale_by_adam`` and before the learning rate it is AdamW's decoupled decay.
 
     Args:
         weight_decay: ``>= 0``.
+        mask: None (decay every leaf), a tree of bools with the structure of the params (decay where
+            True; other leaves pass through unchanged), or a function ``params -> such a tree``, e.g.
+            ``functools.partial(fnnet.layers.decay_mask, model)``.
 
     Returns:
         A stateless :class:`GradientTransformation`; its ``update`` requires ``params``.
     """
     where = "fnnet.optim.add_weight_decay"
     weight_decay = check_hyper(where, "weight_decay", weight_decay)
+    mask = check_mask_argument(where, mask)
 
     def init(params):
         return EmptyState()
@@ -311,8 +315,9 @@ def add_weight_decay(weight_decay: float) -> GradientTransformation:
             raise ValueError(f"{where}: update needs the current params: call update(grads, opt_state, params)")
         g_leaves, treedef = float_leaves(where, "updates", updates)
         p_leaves = matching_leaves(where, "params", params, treedef, g_leaves, "updates")
-        out = [K.scale_and_decay(flat(g), flat(p), cast(1.0, g.dtype), cast(weight_decay, g.dtype)).reshape(g.shape)
-               for g, p in zip(g_leaves, p_leaves)]
+        rates = decay_rates(where, weight_decay, mask, params, treedef)
+        out = [K.scale_and_decay(flat(g), flat(p), cast(1.0, g.dtype), cast(wd, g.dtype)).reshape(g.shape)
+               for g, p, wd in zip(g_leaves, p_leaves, rates)]
         return tree.unflatten(treedef, out), state
 
     return GradientTransformation(init, update)

@@ -31,3 +31,19 @@ CASES = [
     OpCase("matmul-vecvec", ops.matmul, (rand(3), rand(3, seed=1)), ("matmul", "reshape"),
            numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
 ]
+
+# Batch axes that broadcast (numpy's rules); the VJP sums over the broadcast axes.
+CASES += [
+    OpCase("matmul-broadcast-batch", ops.matmul, (rand(2, 3, 4, 5), rand(1, 3, 5, 2, seed=1)), ("matmul",),
+           numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
+    OpCase("matmul-broadcast-2d-a", ops.matmul, (rand(4, 5), rand(2, 3, 5, 6, seed=1)), ("matmul",),
+           numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
+    OpCase("matmul-broadcast-both", ops.matmul, (rand(2, 1, 4, 5), rand(3, 5, 6, seed=1)), ("matmul",),
+           numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
+    OpCase("matmul-broadcast-size1-b", ops.matmul, (rand(2, 4, 5), rand(1, 1, 5, 3, seed=1)), ("matmul",),
+           numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
+    OpCase("matmul-vec-batched", ops.matmul, (rand(5), rand(2, 5, 3, seed=1)), ("matmul", "reshape"),
+           numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
+    OpCase("matmul-batched-vec", ops.matmul, (rand(2, 3, 4, 5), rand(5, seed=1)), ("matmul", "reshape"),
+           numpy_ref=np.matmul, torch_ref=lambda a, b: a @ b),
+]
