@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import datasets, optim
+from . import distributed as dist
 from . import random as fnrandom
 from . import tree
 from .autodiff import value_and_grad
 
-__all__ = ["make_train_step", "run_epoch", "predict", "evaluate", "accuracy", "NonFiniteError"]
+__all__ = ["make_train_step", "data_parallel_step", "run_epoch", "predict", "evaluate", "accuracy", "NonFiniteError"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -73,7 +74,24 @@ def _forward(model, params, state, x, key, train):
     return model.apply(params, x, key=key, train=train), state
 
 
-def make_train_step(model, loss_fn, optimizer, *, check_finite=True):
+def _objective(model, loss_fn):
+    """``objective(params, state, x, y, key) -> (loss, (new_state, outputs))`` in training mode."""
+
+    def objective(params, state, x, y, key):
+        out, new_state = _forward(model, params, state, x, key, True)
+        return loss_fn(out, y), (new_state, out)
+
+    return objective
+
+
+def _metrics(loss, out, y) -> dict:
+    metrics = {"loss": float(loss)}
+    if np.asarray(y).dtype.kind in "iu":
+        metrics["accuracy"] = accuracy(out, y)
+    return metrics
+
+
+def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed=False):
     """Build ``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)``.
 
     Args:
@@ -83,19 +101,22 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True):
         check_finite: when True (the default), a NaN or infinite loss or gradient raises
             :class:`NonFiniteError` on the step where it first appears, before the update, so a diverging
             run is never silent.  Costs one summing pass over the gradients.
+        distributed: ``True`` or a ``fnnet.distributed.DataParallel`` (options) for data-parallel training
+            on the MPI ranks: each rank passes its own ``x``, ``y`` (e.g. from ``fnnet.distributed.shard``)
+            and the same ``key``; gradients, BatchNorm running statistics and metrics are averaged over the
+            ranks (see :func:`data_parallel_step`).
 
     Raises:
         NonFiniteError: see ``check_finite``.
+        TypeError: ``distributed`` is neither a bool nor a ``DataParallel``.
 
     ``metrics`` holds the batch ``loss`` and ``accuracy`` (argmax of the outputs against integer ``y``).
     ``state`` is the model state tree (``{}``-like for stateless models) and is returned updated.
     """
 
-    def objective(params, state, x, y, key):
-        out, new_state = _forward(model, params, state, x, key, True)
-        return loss_fn(out, y), (new_state, out)
-
-    loss_and_grad = value_and_grad(objective, has_aux=True)
+    if distributed is not False:
+        return data_parallel_step(model, loss_fn, optimizer, check_finite=check_finite, options=distributed)
+    loss_and_grad = value_and_grad(_objective(model, loss_fn), has_aux=True)
 
     def step(params, state, opt_state, x, y, key):
         (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
@@ -103,9 +124,57 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True):
             check_finite_step(loss, grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optim.apply_updates(params, updates)
-        metrics = {"loss": float(loss)}
-        if np.asarray(y).dtype.kind in "iu":
-            metrics["accuracy"] = accuracy(out, y)
+        return params, new_state, opt_state, _metrics(loss, out, y)
+
+    return step
+
+
+def data_parallel_step(model, loss_fn, optimizer, *, check_finite=True, options=True):
+    """:func:`make_train_step` for data-parallel training on the MPI ranks (``distributed=options``).
+
+    Every rank calls ``step(params, state, opt_state, x, y, key)`` with its own batch and the same ``key``.
+    The first call checks that every rank holds the same params and state trees (a ``ValueError`` on
+    every rank otherwise) and starts every rank from rank 0's params, state and optimizer state.  Each
+    call then runs the rank's forward and backward with the key ``fnnet.distributed.rank_key(key)``,
+    averages the gradients over the ranks (in buckets, overlapping the backward unless
+    ``options.overlap`` is off), averages the updated model state (BatchNorm running statistics) and the
+    metrics, and applies the same update on every rank.  With ``options.deterministic`` an N-rank step
+    gives the same bits as one process that runs ``fnnet.optim.accumulate_gradients`` over the N ranks'
+    batches (micro-batch ``r`` with key ``fold_in(key, r)``) and averages the N updated states with
+    ``fnnet.optim.accumulate``.
+
+    Args:
+        options: ``True`` (``fnnet.distributed.DataParallel()``) or a ``DataParallel``.
+
+    Raises:
+        ImportError: mpi4py is not installed (``pip install "fnnet[distributed]"``).
+        TypeError: ``options`` is neither True nor a ``DataParallel``.
+    """
+    if options is True:
+        options = dist.DataParallel()
+    if not isinstance(options, dist.DataParallel):
+        raise TypeError(f"make_train_step: distributed must be False, True or a fnnet.distributed.DataParallel, "
+                        f"got {options!r}; e.g. distributed=fnnet.distributed.DataParallel(deterministic=True)")
+    dist.init()
+    reducer = dist.GradientReducer(options)
+    hook = reducer.on_gradient if options.overlap else None
+    loss_and_grad = value_and_grad(_objective(model, loss_fn), has_aux=True, on_gradient=hook)
+
+    def step(params, state, opt_state, x, y, key):
+        if reducer.comm is None:
+            params, state, opt_state = reducer.setup(params, state, opt_state)
+        reducer.begin()
+        rank_key = None if key is None else dist.rank_key(key)
+        (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, rank_key)
+        grads = reducer.finish(grads)
+        new_state = dist.allreduce_mean(new_state, deterministic=options.deterministic)
+        local = _metrics(loss, out, y)
+        mean = dist.allreduce_mean(np.array(list(local.values())), deterministic=True)
+        metrics = dict(zip(local, mean.tolist()))
+        if check_finite:
+            check_finite_step(metrics["loss"], grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optim.apply_updates(params, updates)
         return params, new_state, opt_state, metrics
 
     return step

@@ -56,14 +56,14 @@ class Tape:
         that no entry produced (the inputs).  Residuals are released as they are used unless ``keep``.
 
         ``on_final(node, cotangent_or_None)``, when given, is called for each node of ``watch`` that some
-        entry uses, right after the last such entry (in recording order) has run: no later entry of the
-        walk can change that cotangent, so it may be sent away while the walk goes on."""
+        entry uses, right after the walk has run the earliest-recorded such entry (the last one it reaches):
+        no later entry of the walk can change that cotangent, so it may be sent away while the walk goes on."""
         cotangents = dict(seeds)
         owned = set()  # nodes whose cotangent array we allocated, so it may be updated in place
         entries = self.entries
         order = reversed(entries) if keep else _pop_all(entries)
         if on_final is not None:
-            order = _notify_final(order, _last_uses(entries, watch), cotangents, on_final)
+            order = _notify_final(order, _first_uses(entries, watch), cotangents, on_final)
         for prim, residuals, params, parents, shapes, out, nbytes in order:
             if type(out) is int:
                 g = cotangents.pop(out, None)
@@ -106,16 +106,17 @@ def _pop_all(entries):
         yield entries.pop()
 
 
-def _last_uses(entries, watch) -> dict:
-    """``{out of an entry: [watched nodes whose last use, in recording order, is that entry]}``."""
+def _first_uses(entries, watch) -> dict:
+    """``{out of an entry: [watched nodes first used, in recording order, by that entry]}``: the backward
+    walk reaches that entry last among the node's users, so the node's cotangent is final after it."""
     watch = set(watch)
-    last = {}
+    first = {}
     for entry in entries:
         for node in entry[3]:
-            if node in watch:
-                last[node] = entry[5]
+            if node in watch and node not in first:
+                first[node] = entry[5]
     ready = {}
-    for node, out in last.items():
+    for node, out in first.items():
         ready.setdefault(out, []).append(node)
     return ready
 
@@ -157,11 +158,12 @@ class Tracer:
     Tracers behave like read-only numpy arrays for the operations fnnet knows how to differentiate
     (operators, indexing, ``reshape``, ``.T``, ``sum``, ``mean``, ``max``; installed by :mod:`fnnet.ops`).
     Comparisons return plain boolean arrays, and ``bool``/``float``/``int`` read the concrete value, so
-    Python control flow works.  Passing a tracer to a numpy function is an error: use ``fnnet.ops``.
+    Python control flow works.  NumPy ufuncs (``np.exp(t)``) run the fnnet op when there is one and raise a
+    TypeError naming the ``fnnet.ops`` alternative otherwise; other numpy functions are an error.
     """
 
     __slots__ = ("value", "tape", "node")
-    __array_ufunc__ = None  # numpy ufuncs defer to our operators, or fail clearly
+    __array_ufunc__ = None  # fnnet.ops installs the dispatch: a ufunc runs its fnnet op or raises naming it
 
     def __init__(self, value, tape, node):
         self.value = value

@@ -120,8 +120,9 @@ def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
             of the differentiated argument(s) (``i`` indexes ``fnnet.tree.leaves`` of that argument, or of
             the tuple of arguments when ``argnums`` is a tuple) as soon as no later op can change its
             gradient ``g`` (leaves that got no gradient: at the end, with zeros).  ``g`` is the array
-            returned in ``grads`` (a float scalar leaf gets it as a 0-d array); do not modify it.  ``fnnet.distributed`` uses this to start sending a
-            layer's gradients while earlier layers are still being differentiated.
+            returned in ``grads`` (a float scalar leaf gets it as a 0-d array); do not modify it.
+            ``fnnet.distributed`` uses this to start sending a layer's gradients while earlier layers are
+            still being differentiated.
 
     Returns:
         ``g(*args, **kwargs) -> (value, grads)`` or ``((value, aux), grads)``.  ``grads`` has the tree

@@ -26,7 +26,7 @@ import time
 from .ops import OPS
 
 TRAINING = ("mlp", "tiny", "cnn")
-ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16", "threads")
+ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16", "threads", "distributed")
 PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",)}
 
 
@@ -226,6 +226,13 @@ def main(argv=None):
         print("== gradient checkpointing (Remat): plain vs remat, memory ratio plain/remat, time ratio remat/plain ==")
         from . import remat
         results["remat"] = remat.run_all(quick=args.quick, threads=args.threads)
+    if "distributed" in workloads:
+        if _installed("mpi4py"):
+            print("== data parallel on MPI, 2 ranks: allreduce_mean vs raw mpi4py Allreduce; mlp step, median ms ==")
+            from . import distributed
+            results["distributed"] = distributed.run_all(quick=args.quick, threads=args.threads)
+        else:
+            notes.append('mpi4py is not installed: distributed skipped (pip install "fnnet[distributed]")')
     for n in dict.fromkeys(notes):
         print("note:", n)
     results["notes"] = list(dict.fromkeys(notes))

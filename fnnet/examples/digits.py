@@ -17,6 +17,15 @@ Everything random is driven by ``--seed``: two runs with the same seed write ide
 params and activations in each step, dynamic loss scaling; the test set is evaluated in float16 too.  The
 weights file holds the float32 master weights and the optimizer state without the loss scale (which goes to
 the metadata).
+
+``--distributed`` trains data-parallel on the MPI ranks (``pip install "fnnet[distributed]"``)::
+
+    mpiexec -n 2 python -m fnnet.examples.digits --distributed --out runs/digits-2
+
+Each rank trains on its own slice of every epoch (``fnnet.distributed.shard``) with ``--batch-size``
+divided between the ranks, so the global batch and the learning-rate schedule are those of one process.
+Only rank 0 prints, evaluates and writes files; the closing line names the number of ranks.  Started
+without ``mpiexec``, it runs as a single rank and says so.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import time
 import numpy as np
 
 import fnnet
+import fnnet.distributed as dist
 import fnnet.layers as L
 import fnnet.precision
 
@@ -87,8 +97,32 @@ def plot_curves(history, path):
     plt.close(fig)
 
 
+def _start_ranks(args):
+    """``(ranks, examples per rank per step)``; with ``--distributed``, starts MPI (a note when alone)."""
+    if not args.distributed:
+        return 1, args.batch_size
+    _, ranks = dist.init()
+    if ranks == 1:
+        print("note: --distributed without mpiexec (or with -n 1): training as a single process; launch with "
+              "`mpiexec -n 2 python -m fnnet.examples.digits --distributed ...` to use 2 ranks", flush=True)
+    if args.batch_size % ranks:
+        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {ranks} ranks (each rank takes "
+                         "an equal share of every batch)")
+    return ranks, args.batch_size // ranks
+
+
+def _epoch_data(args, x_train, y_train, epoch_key):
+    """This rank's training examples for one epoch (all of them when not distributed)."""
+    if not args.distributed:
+        return x_train, y_train, True
+    idx = dist.shard(epoch_key, len(x_train))
+    return x_train[idx], y_train[idx], False
+
+
 def train(args):
     start = time.perf_counter()
+    ranks, rank_batch = _start_ranks(args)
+    main_rank = not args.distributed or dist.is_main()
     (x_train, y_train), (x_test, y_test) = load_data(args)
     model = build_model(x_train.shape[-1])
     in_shape = (None, *x_train.shape[1:])
@@ -96,14 +130,14 @@ def train(args):
     init_key, loop_key = fnnet.random.split(key)
     params = model.init(init_key, in_shape)
     state = model.init_state(in_shape)
-    steps_per_epoch = -(-len(x_train) // args.batch_size)
+    steps_per_epoch = -(-(len(x_train) // ranks) // rank_batch)
     schedule = fnnet.optim.schedules.cosine_decay(args.lr, args.epochs * steps_per_epoch, alpha=0.05)
     optimizer = fnnet.optim.adamw(schedule, weight_decay=1e-4)
     opt_state = optimizer.init(params)
     loss_fn = fnnet.losses.softmax_cross_entropy
     policy = fnnet.precision.Policy() if args.dtype == "float16" else None
     if policy is None:
-        step = fnnet.train.make_train_step(model, loss_fn, optimizer)
+        step = fnnet.train.make_train_step(model, loss_fn, optimizer, distributed=args.distributed)
     else:
         step = fnnet.precision.make_mixed_precision_train_step(model, loss_fn, optimizer, policy)
         opt_state = step.init(params)
@@ -116,7 +150,7 @@ def train(args):
 
     history = []
     for epoch in range(1, args.epochs + 1):
-        bar = _progress(steps_per_epoch, f"epoch {epoch}/{args.epochs}", not args.no_progress)
+        bar = _progress(steps_per_epoch, f"epoch {epoch}/{args.epochs}", main_rank and not args.no_progress)
         seen = {"loss": 0.0, "accuracy": 0.0, "n": 0}
 
         def on_batch(metrics, bar=bar, seen=seen):
@@ -127,9 +161,13 @@ def train(args):
                 bar.update(1)
                 bar.set_postfix(loss=f"{seen['loss']:.4f}", acc=f"{seen['accuracy']:.3f}")
 
+        epoch_key = fnnet.random.fold_in(loop_key, epoch)
+        x_epoch, y_epoch, shuffle = _epoch_data(args, x_train, y_train, epoch_key)
         params, state, opt_state, train_metrics = fnnet.train.run_epoch(
-            step, params, state, opt_state, x_train, y_train, fnnet.random.fold_in(loop_key, epoch),
-            batch_size=args.batch_size, progress=on_batch)
+            step, params, state, opt_state, x_epoch, y_epoch, epoch_key, batch_size=rank_batch, shuffle=shuffle,
+            progress=on_batch)
+        if not main_rank:
+            continue
         test_metrics = evaluate(params, state)
         if bar is not None:
             bar.set_postfix(loss=f"{train_metrics['loss']:.4f}", acc=f"{train_metrics['accuracy']:.3f}",
@@ -142,28 +180,39 @@ def train(args):
                         "train_accuracy": train_metrics["accuracy"], "test_loss": test_metrics["loss"],
                         "test_accuracy": test_metrics["accuracy"]})
 
+    if not main_rank:
+        return None
     wall = time.perf_counter() - start
     final = history[-1]["test_accuracy"]
-    os.makedirs(args.out, exist_ok=True)
-    metadata = {"epochs": args.epochs, "seed": args.seed, "test_accuracy": final}
+    metadata = {"epochs": args.epochs, "seed": args.seed, "test_accuracy": final, "ranks": ranks}
     if policy is not None:
         metadata.update(dtype=args.dtype, loss_scale=opt_state.loss_scale.value)
         opt_state = opt_state.opt_state
+    _write_outputs(args, model, (params, state, opt_state), metadata, history, wall)
+    print(f"test accuracy: {final:.4f} ({int(round(final * len(y_test)))}/{len(y_test)})")
+    print(f"wall time: {wall:.1f} s")
+    print(f"wrote {args.out}/weights.npz, config.json, metrics.json, curves.png")
+    if args.distributed:
+        print(f"trained data-parallel on {ranks} rank{'s' if ranks > 1 else ''} ({rank_batch} examples per rank per "
+              f"step, global batch {rank_batch * ranks})")
+    return final
+
+
+def _write_outputs(args, model, trees, metadata, history, wall):
+    """weights.npz, config.json, metrics.json and curves.png in ``args.out`` (rank 0 only)."""
+    params, state, opt_state = trees
+    os.makedirs(args.out, exist_ok=True)
     fnnet.io.save(os.path.join(args.out, "weights.npz"), params, state=state, opt_state=opt_state, config=model,
                   metadata=metadata)
     with open(os.path.join(args.out, "config.json"), "w") as fh:
         json.dump(fnnet.layers.to_config(model), fh, indent=2)
     with open(os.path.join(args.out, "metrics.json"), "w") as fh:
-        json.dump({"history": history, "test_accuracy": final, "wall_time_s": wall, "dtype": args.dtype}, fh,
-                  indent=2)
+        json.dump({"history": history, "test_accuracy": metadata["test_accuracy"], "wall_time_s": wall,
+                   "dtype": args.dtype, "ranks": metadata["ranks"]}, fh, indent=2)
     try:
         plot_curves(history, os.path.join(args.out, "curves.png"))
     except ImportError:
         print("matplotlib is not installed: no curves.png (pip install fnnet[examples])")
-    print(f"test accuracy: {final:.4f} ({int(round(final * len(y_test)))}/{len(y_test)})")
-    print(f"wall time: {wall:.1f} s")
-    print(f"wrote {args.out}/weights.npz, config.json, metrics.json, curves.png")
-    return final
 
 
 def main(argv=None):
@@ -179,7 +228,11 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of progress bars")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="float16: mixed precision (float16 params/activations, float32 master weights)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel on the MPI ranks (run under mpiexec; needs fnnet[distributed])")
     args = p.parse_args(argv)
+    if args.distributed and args.dtype == "float16":
+        p.error("--distributed trains in float32 only; drop --dtype float16")
     return train(args)
 
 
