@@ -23,5 +23,6 @@ from . import optim, io, datasets  # noqa: F401
 from . import precision, testing, train  # noqa: F401
 from .summary import eval_shape, summary  # noqa: F401
 from .precompile import precompile  # noqa: F401
+from .vmap import per_example_grads, vmap  # noqa: F401
 
 __version__ = "0.1.0"

@@ -373,3 +373,8 @@ def test_checkpoint_on_a_leaked_tracer_raises_like_an_op():
     with pytest.raises(fnnet.autodiff.UnexpectedTracerError,
                        match=r"checkpoint\(<lambda>\): got a traced value from a grad call that has already returned"):
         exp_block(box["t"])
+
+
+def test_stacking_zero_d_traced_values_differentiates():
+    g = fnnet.grad(lambda a: ops.sum(ops.stack([ops.sum(a), ops.sum(ops.multiply(a, a))])))(np.ones(3))
+    np.testing.assert_array_equal(g, np.full(3, 3.0))

@@ -283,7 +283,7 @@ def _stack_fwd(*xs, axis):
 
 
 def _stack_bwd(res, g, axis):
-    return tuple(np.take(g, i, axis=axis) for i in range(g.shape[axis]))
+    return tuple(np.asarray(np.take(g, i, axis=axis)) for i in range(g.shape[axis]))  # 0-d pieces stay arrays
 
 
 _stack = primitive("stack", _stack_fwd, _stack_bwd)
