@@ -39,7 +39,7 @@ import attrs
 import numpy as np
 
 from fnnet.random._draws import draw_normal, draw_truncated_normal, draw_uniform
-from fnnet.random._keys import as_shape, check_key
+from fnnet.random._keys import as_dtype, as_shape, check_key
 
 __all__ = [
     "Initializer", "ShapeDtype", "abstract_arrays", "VarianceScaling", "Normal", "Uniform", "TruncatedNormal", "Orthogonal", "Constant",
@@ -80,12 +80,7 @@ def _prepare(name, key, shape, dtype):
     where = f"fnnet.init.{name}"
     check_key(key, where)
     shape = as_shape(shape, where)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt not in _DTYPES:
-        raise TypeError(f"{where}: dtype must be float16, float32 or float64, got {dtype!r}")
+    dt = as_dtype(dtype, where, lambda d: d in _DTYPES, "float16, float32 or float64")
     return shape, dt, (np.dtype(np.float32) if dt == np.float16 else dt)
 
 

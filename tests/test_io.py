@@ -157,7 +157,12 @@ def test_save_rejects_what_it_cannot_store(tmp_path):
     assert not os.listdir(tmp_path)                                   # nothing written, no temp files
 
 
-def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-temp", "named-fallback"])
+def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypatch, unnamed):
+    from fnnet.io import atomic
+
+    if not unnamed:
+        monkeypatch.setattr(atomic, "_open_unnamed", lambda dir_fd: None)
     path = tmp_path / "c.npz"
     io.save(path, {"w": np.ones(3)})
 

@@ -154,23 +154,15 @@ def test_no_named_file_exists_while_the_data_is_written(tmp_path, monkeypatch):
     np.testing.assert_array_equal(io.load(path).params["w"], np.zeros(3))
 
 
-def test_named_fallback_round_trip_and_failed_write(tmp_path, monkeypatch):
+def test_named_fallback_round_trip_keeps_permissions(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "_open_unnamed", lambda dir_fd: None)
     path = tmp_path / "c.npz"
     io.save(path, {"w": np.ones(3)})
     os.chmod(path, 0o640)
     io.save(path, {"w": np.full(3, 2.0)})
     assert os.stat(path).st_mode & 0o777 == 0o640                # the replaced file's permissions are kept
-
-    def broken_savez(f, **arrays):
-        f.write(b"partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(np, "savez", broken_savez)
-    with pytest.raises(OSError, match="disk full"):
-        io.save(path, {"w": np.zeros(3)})
-    assert os.listdir(tmp_path) == ["c.npz"]
     np.testing.assert_array_equal(io.load(path).params["w"], np.full(3, 2.0))
+    assert os.listdir(tmp_path) == ["c.npz"]
 
 
 # ------------------------------------------------------------------------------------------ format version

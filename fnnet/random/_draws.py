@@ -17,7 +17,7 @@ import numpy as np
 
 from fnnet.kernels import random as _kernels
 
-from ._keys import MASK64, as_int, as_shape, check_key, describe, float_dtype
+from ._keys import MASK64, as_dtype, as_int, as_shape, check_key, describe, float_dtype
 
 CHUNK = 1 << 16                                 # values per work item: a constant, never the thread count
 
@@ -298,12 +298,7 @@ def randint(key, shape, minval: int, maxval: int, dtype=np.int64) -> np.ndarray:
     where = "fnnet.random.randint"
     check_key(key, where)
     shape = as_shape(shape, where)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.kind not in "iu":
-        raise TypeError(f"{where}: dtype must be an integer dtype such as int64, got {dtype!r}")
+    dt = as_dtype(dtype, where, lambda d: d.kind in "iu", "an integer dtype such as int64")
     lo, hi = as_int(minval, where, "minval"), as_int(maxval, where, "maxval")
     info = np.iinfo(dt)
     if not (lo < hi and info.min <= lo and hi - 1 <= info.max):

@@ -75,16 +75,20 @@ def as_int(value, where, name):
     return int(value)
 
 
-def float_dtype(dtype, where):
-    """``dtype`` as float32 or float64; TypeError for anything else."""
+def as_dtype(dtype, where, allowed, expected: str):
+    """``np.dtype(dtype)`` when ``allowed(dt)``; TypeError saying ``dtype must be <expected>`` otherwise."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt is None or dt not in _FLOATS:
-        raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype!r}; "
-                        f"draw float32 and cast for float16")
+    if dt is None or not allowed(dt):
+        raise TypeError(f"{where}: dtype must be {expected}, got {dtype!r}")
     return dt
+
+
+def float_dtype(dtype, where):
+    """``dtype`` as float32 or float64; TypeError for anything else."""
+    return as_dtype(dtype, where, lambda dt: dt in _FLOATS, "float32 or float64; draw float32 and cast for float16")
 
 
 def _fold64(value):
