@@ -1,0 +1,190 @@
+"""Fused scaled dot-product attention: forward with an online softmax, backward that recomputes the scores.
+
+Arrays (validated and C-contiguous, one float dtype): ``q (B, L, E)``, ``k (B, S, E)``, ``v (B, S, Ev)``
+where ``B`` is batch times heads flattened.  The optional additive mask is ``bias (Bm, Lm, S)`` with
+``Lm`` 1 or ``L``; ``mask_index (B,)`` int64 says which of its ``Bm`` slices each ``b`` reads (the caller
+resolves the broadcast).  ``causal`` hides key ``j > i`` (top-left aligned, as PyTorch).
+
+Forward: one task per ``(b, row block of _ROWS rows)``, in ``prange``.  A task walks the key blocks in
+order, keeps only a ``(_ROWS, _COLS)`` score tile, the running row maximum and sum, and an output
+accumulator; it saves only the row log-sum-exp ``lse (B, L)`` (float64).  A row whose every key is masked
+gets output 0 and ``lse = -inf`` (PyTorch 2.13 also returns zeros there).
+
+Backward: ``dq`` by tasks over ``(b, row block)``, ``dk``/``dv`` by tasks over ``(b, key block)``; each
+recomputes its score tiles from ``q``, ``k`` and ``lse``.  Every output element is written by exactly one
+task with a fixed summation order, so results do not depend on the thread count (no atomics).
+
+Dropout on the attention weights: element ``(b, i, j)`` is kept when a hash of ``(seed, b, i, j)`` (a
+splitmix64-style mixer, own to this file) is at least ``rate * 2**24`` in its top 24 bits; the backward
+regenerates the same decisions instead of storing them.  Matrix products use BLAS (``np.dot``) on tiles.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._jit import kernel
+
+__all__ = ["attention_fwd", "attention_bwd_query", "attention_bwd_key_value"]
+
+_ROWS = 64
+_COLS = 64
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(inline="always")
+def _keep(seed, b, i, j, length, keys, threshold):
+    """True when attention weight ``(b, i, j)`` survives dropout (a pure function of its arguments)."""
+    x = seed ^ (np.uint64((b * length + i) * keys + j) * _GOLDEN)
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    x = x ^ (x >> np.uint64(31))
+    return np.int64(x >> np.uint64(40)) >= threshold
+
+
+@njit
+def _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1):
+    """The score tile ``scale * q[b, i0:i1] @ k[b, c0:c1].T`` plus the mask (``-inf`` where hidden)."""
+    s = np.dot(q[b, i0:i1], k[b, c0:c1].T)
+    lm = bias.shape[1]
+    for r in range(i1 - i0):
+        i = i0 + r
+        for c in range(c1 - c0):
+            val = s[r, c] * scale
+            if has_mask:
+                val += bias[mask_index[b], i if lm > 1 else 0, c0 + c]
+            if causal and c0 + c > i:
+                val = -np.inf
+            s[r, c] = val
+    return s
+
+
+@njit
+def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_keep):
+    """``(p, p_dropped)``: ``exp(s - lse)`` per row (0 for a fully masked row) and its dropped, rescaled copy."""
+    p = np.empty_like(s)
+    pd = np.empty_like(s)
+    for r in range(s.shape[0]):
+        m = lse[b, i0 + r]
+        for c in range(s.shape[1]):
+            val = 0.0 if m == -np.inf else math.exp(s[r, c] - m)
+            p[r, c] = val
+            if drop:
+                val = val * inv_keep if _keep(seed, b, i0 + r, c0 + c, length, keys, threshold) else 0.0
+            pd[r, c] = val
+    return p, pd
+
+
+@njit
+def _key_limit(causal, i1, keys):
+    """One past the last key any of rows ``< i1`` may see."""
+    return min(keys, i1) if causal else keys
+
+
+@kernel
+def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed, threshold, inv_keep):
+    """Returns ``(out (B, L, Ev), lse (B, L) float64)``."""
+    B, L, _ = q.shape
+    S, Ev = v.shape[1], v.shape[2]
+    out = np.zeros((B, L, Ev), dtype=q.dtype)
+    lse = np.empty((B, L), dtype=np.float64)
+    blocks = (L + _ROWS - 1) // _ROWS
+    for task in prange(B * blocks):
+        b = task // blocks
+        i0 = (task % blocks) * _ROWS
+        i1 = min(L, i0 + _ROWS)
+        rows = i1 - i0
+        m = np.full(rows, -np.inf)
+        total = np.zeros(rows)
+        acc = np.zeros((rows, Ev), dtype=q.dtype)
+        for c0 in range(0, _key_limit(causal, i1, S), _COLS):
+            c1 = min(S, c0 + _COLS)
+            s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
+            for r in range(rows):
+                new_m = m[r]
+                for c in range(c1 - c0):
+                    new_m = max(new_m, s[r, c])
+                if new_m == -np.inf:
+                    s[r, :] = 0.0
+                    continue
+                alpha = math.exp(m[r] - new_m)
+                row_sum = 0.0
+                for c in range(c1 - c0):
+                    p = math.exp(s[r, c] - new_m)
+                    row_sum += p
+                    if drop and not _keep(seed, b, i0 + r, c0 + c, L, S, threshold):
+                        p = 0.0
+                    s[r, c] = p * inv_keep
+                total[r] = total[r] * alpha + row_sum
+                m[r] = new_m
+                for e in range(Ev):
+                    acc[r, e] *= alpha
+            acc += np.dot(s, v[b, c0:c1])
+        for r in range(rows):
+            if total[r] == 0.0:
+                lse[b, i0 + r] = -np.inf
+                continue
+            lse[b, i0 + r] = m[r] + math.log(total[r])
+            inv = 1.0 / total[r]
+            for e in range(Ev):
+                out[b, i0 + r, e] = acc[r, e] * inv
+    return out, lse
+
+
+@njit
+def _score_gradient(p, pd, dp, delta, b, i0):
+    """``ds = p * (dp * pd / p - delta)`` written into ``dp``: the softmax VJP through the dropout."""
+    for r in range(p.shape[0]):
+        d = delta[b, i0 + r]
+        for c in range(p.shape[1]):
+            kept = pd[r, c] / p[r, c] if p[r, c] != 0.0 else 0.0
+            dp[r, c] = p[r, c] * (dp[r, c] * kept - d)
+    return dp
+
+
+@kernel
+def attention_bwd_query(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed,
+                        threshold, inv_keep):
+    """``dq (B, L, E)``; ``g (B, L, Ev)`` the output cotangent, ``delta (B, L)`` = rowsum(g * out)."""
+    B, L, _ = q.shape
+    S = k.shape[1]
+    dq = np.zeros_like(q)
+    blocks = (L + _ROWS - 1) // _ROWS
+    for task in prange(B * blocks):
+        b = task // blocks
+        i0 = (task % blocks) * _ROWS
+        i1 = min(L, i0 + _ROWS)
+        for c0 in range(0, _key_limit(causal, i1, S), _COLS):
+            c1 = min(S, c0 + _COLS)
+            s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
+            p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
+            ds = _score_gradient(p, pd, np.dot(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
+            dq[b, i0:i1] += np.dot(ds, k[b, c0:c1]) * scale
+    return dq
+
+
+@kernel
+def attention_bwd_key_value(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed,
+                            threshold, inv_keep):
+    """``(dk (B, S, E), dv (B, S, Ev))``; arguments as :func:`attention_bwd_query`."""
+    B, L, _ = q.shape
+    S = k.shape[1]
+    dk = np.zeros_like(k)
+    dv = np.zeros_like(v)
+    blocks = (S + _COLS - 1) // _COLS
+    for task in prange(B * blocks):
+        b = task // blocks
+        c0 = (task % blocks) * _COLS
+        c1 = min(S, c0 + _COLS)
+        first = (c0 // _ROWS) * _ROWS if causal else 0
+        for i0 in range(first, L, _ROWS):
+            i1 = min(L, i0 + _ROWS)
+            s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
+            p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
+            dv[b, c0:c1] += np.dot(pd.T, g[b, i0:i1])
+            ds = _score_gradient(p, pd, np.dot(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
+            dk[b, c0:c1] += np.dot(ds.T, q[b, i0:i1]) * scale
+    return dk, dv
