@@ -3,14 +3,22 @@
 Every kernel takes flat (1-D), C-contiguous float32/float64 arrays of equal length, validated by the
 caller, and returns a new array of the same dtype.  Backward kernels take the residual the forward
 saved (input ``x`` or output ``y``, whichever the derivative is cheaper from) and the cotangent ``g``.
-"""
 
-import math
+The transcendental functions (exp, log, expm1, tanh, sigmoid, softplus, erf, GELU) come from ``_vmath``:
+branch-free, so these loops vectorise, and evaluated in the data's own precision.  Kernels calling them are
+decorated with ``_vmath_kernel`` (``_vmath``'s source stamp in the cache key) and use no fastmath.
+"""
 
 import numpy as np
 from numba import prange
 
+from . import _vmath as vm
 from ._jit import kernel
+
+
+def _vmath_kernel(fn):
+    """``kernel`` for kernels that call ``_vmath``: its source hash is part of their Numba cache key."""
+    return kernel(vm.cache_key_suffix(fn))
 
 
 @kernel
@@ -21,11 +29,11 @@ def neg_fwd(x):
     return out
 
 
-@kernel
+@_vmath_kernel
 def exp_fwd(x):
     out = np.empty_like(x)
     for i in prange(x.size):
-        out[i] = np.exp(x[i])
+        out[i] = vm.exp(x[i])
     return out
 
 
@@ -37,11 +45,11 @@ def exp_bwd(y, g):
     return out
 
 
-@kernel
+@_vmath_kernel
 def log_fwd(x):
     out = np.empty_like(x)
     for i in prange(x.size):
-        out[i] = np.log(x[i])
+        out[i] = vm.log(x[i])
     return out
 
 
@@ -141,66 +149,91 @@ def leaky_relu_bwd(x, g, slope):
     return out
 
 
-@kernel
+@_vmath_kernel
 def elu_fwd(x, alpha):
     out = np.empty_like(x)
     for i in prange(x.size):
         v = x[i]
-        out[i] = v if v > 0 else alpha * math.expm1(v)
+        negative_part = alpha * vm.expm1(v)
+        out[i] = v if v > 0 else negative_part  # NaN fails the comparison and takes expm1(NaN)
     return out
 
 
-@kernel
+@_vmath_kernel
 def elu_bwd(x, g, alpha):
     out = np.empty_like(g)
     for i in prange(g.size):
         v = x[i]
-        out[i] = g[i] * alpha * math.exp(v) if v <= 0 else g[i]  # NaN passes g, like PyTorch
+        negative_part = g[i] * alpha * vm.exp(v)
+        out[i] = negative_part if v <= 0 else g[i]  # NaN passes g, like PyTorch
     return out
 
 
-@kernel
-def gelu_fwd(x, approximate):
-    """Exact GELU x * Phi(x), or the tanh approximation when ``approximate``."""
+@_vmath_kernel
+def gelu_exact_fwd(x):
+    """GELU x * Phi(x) (PyTorch's approximate='none')."""
     out = np.empty_like(x)
-    c = math.sqrt(2.0 / math.pi)
     for i in prange(x.size):
-        v = x[i]
-        if approximate:
-            out[i] = 0.5 * v * (1.0 + math.tanh(c * (v + 0.044715 * v * v * v)))
-        else:
-            out[i] = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+        out[i] = vm.gelu(x[i])
     return out
 
 
-@kernel
-def gelu_bwd(x, g, approximate):
+@_vmath_kernel
+def gelu_exact_bwd(x, g):
     out = np.empty_like(g)
-    c = math.sqrt(2.0 / math.pi)
     for i in prange(g.size):
-        v = float(x[i])
-        if approximate:
-            inner = c * (v + 0.044715 * v * v * v)
-            t = math.tanh(inner)
-            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * v * v)
-        else:
-            cdf = 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
-            pdf = math.exp(-0.5 * v * v) / math.sqrt(2.0 * math.pi)
-            d = cdf + v * pdf
-        out[i] = g[i] * d
+        out[i] = g[i] * vm.gelu_grad(x[i])
     return out
 
 
-@kernel
+@_vmath_kernel
+def gelu_tanh_fwd(x):
+    """The tanh approximation x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))) / 2 (approximate='tanh')."""
+    out = np.empty_like(x)
+    for i in prange(x.size):
+        out[i] = vm.gelu_tanh(x[i])
+    return out
+
+
+@_vmath_kernel
+def gelu_tanh_bwd(x, g):
+    out = np.empty_like(g)
+    for i in prange(g.size):
+        out[i] = g[i] * vm.gelu_tanh_grad(x[i])
+    return out
+
+
+def gelu_fwd(x, approximate):
+    """Exact GELU, or the tanh approximation when ``approximate`` (two kernels: each compiles on first use)."""
+    return gelu_tanh_fwd(x) if approximate else gelu_exact_fwd(x)
+
+
+def gelu_bwd(x, g, approximate):
+    return gelu_tanh_bwd(x, g) if approximate else gelu_exact_bwd(x, g)
+
+
+@_vmath_kernel
+def erf_fwd(x):
+    out = np.empty_like(x)
+    for i in prange(x.size):
+        out[i] = vm.erf(x[i])
+    return out
+
+
+@_vmath_kernel
+def erf_bwd(x, g):
+    """d erf(x)/dx = 2/sqrt(pi) * exp(-x^2)."""
+    out = np.empty_like(g)
+    for i in prange(g.size):
+        out[i] = g[i] * vm.erf_grad(x[i])
+    return out
+
+
+@_vmath_kernel
 def sigmoid_fwd(x):
     out = np.empty_like(x)
     for i in prange(x.size):
-        v = x[i]
-        if v >= 0:
-            out[i] = 1.0 / (1.0 + np.exp(-v))
-        else:
-            e = np.exp(v)
-            out[i] = e / (1.0 + e)
+        out[i] = vm.sigmoid(x[i])
     return out
 
 
@@ -212,11 +245,11 @@ def sigmoid_bwd(y, g):
     return out
 
 
-@kernel
+@_vmath_kernel
 def tanh_fwd(x):
     out = np.empty_like(x)
     for i in prange(x.size):
-        out[i] = np.tanh(x[i])
+        out[i] = vm.tanh(x[i])
     return out
 
 
@@ -228,25 +261,19 @@ def tanh_bwd(y, g):
     return out
 
 
-@kernel
+@_vmath_kernel
 def softplus_fwd(x):
     """log(1 + exp(x)) computed as max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|."""
     out = np.empty_like(x)
     for i in prange(x.size):
-        v = x[i]
-        out[i] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+        out[i] = vm.softplus(x[i])
     return out
 
 
-@kernel
+@_vmath_kernel
 def softplus_bwd(x, g):
+    """d softplus(x)/dx = sigmoid(x)."""
     out = np.empty_like(g)
     for i in prange(g.size):
-        v = x[i]
-        if v >= 0:
-            s = 1.0 / (1.0 + math.exp(-v))
-        else:
-            e = math.exp(v)
-            s = e / (1.0 + e)
-        out[i] = g[i] * s
+        out[i] = g[i] * vm.sigmoid(x[i])
     return out

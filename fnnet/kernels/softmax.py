@@ -5,6 +5,12 @@ there).  Rows are independent and processed in ``prange``; within a row the loop
 order, so results do not depend on the thread count.  Numerical stability comes from subtracting the row
 maximum before ``exp``; row sums accumulate in float64 (also for float32 data).  Backward kernels read the
 saved outputs, never recompute the forward.
+
+The exponentials are ``_vmath.exp`` (vectorised, <= 1 ulp).  The kernels that sum rows are compiled with
+``fastmath={'reassoc', 'contract'}`` so the sums vectorise, and ``_vmath``'s helpers must never be compiled
+under those flags (reassociation could undo their rounding tricks); so every exponential is taken in one of
+the small non-fastmath row functions below (``_exp_shifted_row`` ...), which write into an output row that
+the fastmath kernel then sums.  Kernels that reach ``_vmath`` carry its source hash in their cache key.
 """
 
 import math
@@ -12,6 +18,7 @@ import math
 import numpy as np
 from numba import prange
 
+from . import _vmath as vm
 from ._jit import kernel
 
 __all__ = [
@@ -19,6 +26,20 @@ __all__ = [
     "softmax_cross_entropy_fwd", "softmax_cross_entropy_bwd",
     "softmax_cross_entropy_probs_fwd", "softmax_cross_entropy_probs_bwd",
 ]
+
+
+def _vmath_kernel(fn=None, **options):
+    """``kernel(**options)`` for kernels that reach ``_vmath``: its source hash is part of their cache key."""
+    if fn is None:
+        return lambda f: _vmath_kernel(f, **options)
+    return kernel(**options)(vm.cache_key_suffix(fn))
+
+
+@_vmath_kernel(parallel=False)
+def _exp_shifted_row(x, i, shift, out):
+    """``out[i, j] = exp(x[i, j] - shift)`` for the whole row ``i`` (no fastmath: see the module docstring)."""
+    for j in range(x.shape[1]):
+        out[i, j] = vm.exp(x[i, j] - shift)
 
 
 @kernel(parallel=False)
@@ -31,7 +52,7 @@ def _row_max(x, i):
     return m
 
 
-@kernel(reduction=True)
+@_vmath_kernel(reduction=True)
 def softmax_fwd(x):
     """``y[i] = exp(x[i] - max x[i]) / sum(...)``; ``x``/``y (rows, n)``."""
     rows, n = x.shape
@@ -39,12 +60,10 @@ def softmax_fwd(x):
     for i in prange(rows):
         if n == 0:
             continue
-        m = _row_max(x, i)
+        _exp_shifted_row(x, i, _row_max(x, i), y)
         s = 0.0
         for j in range(n):
-            e = np.exp(x[i, j] - m)
-            y[i, j] = e
-            s += e
+            s += y[i, j]
         inv = 1.0 / s
         for j in range(n):
             y[i, j] = y[i, j] * inv
@@ -65,7 +84,7 @@ def softmax_bwd(y, g):
     return out
 
 
-@kernel(reduction=True)
+@_vmath_kernel(reduction=True)
 def log_softmax_fwd(x):
     """``y[i] = x[i] - logsumexp(x[i])``, computed as ``(x - max) - log(sum exp(x - max))``."""
     rows, n = x.shape
@@ -74,16 +93,24 @@ def log_softmax_fwd(x):
         if n == 0:
             continue
         m = _row_max(x, i)
+        _exp_shifted_row(x, i, m, y)  # y's row holds the exponentials until it is overwritten below
         s = 0.0
         for j in range(n):
-            s += np.exp(x[i, j] - m)
+            s += y[i, j]
         log_s = math.log(s)
         for j in range(n):
             y[i, j] = (x[i, j] - m) - log_s
     return y
 
 
-@kernel(reduction=True)
+@_vmath_kernel(parallel=False)
+def _log_softmax_bwd_row(y, g, i, s, out):
+    """``out[i, j] = g[i, j] - exp(y[i, j]) * s`` for the whole row ``i`` (no fastmath)."""
+    for j in range(y.shape[1]):
+        out[i, j] = g[i, j] - vm.exp(y[i, j]) * s
+
+
+@_vmath_kernel(reduction=True)
 def log_softmax_bwd(y, g):
     """VJP from the saved output: ``g - exp(y) * sum(g)`` per row."""
     rows, n = y.shape
@@ -92,16 +119,17 @@ def log_softmax_bwd(y, g):
         s = 0.0
         for j in range(n):
             s += g[i, j]
-        for j in range(n):
-            out[i, j] = g[i, j] - np.exp(y[i, j]) * s
+        _log_softmax_bwd_row(y, g, i, s, out)
     return out
 
 
-@kernel(reduction=True)
+@_vmath_kernel(reduction=True)
 def logsumexp_fwd(x):
-    """``out[i] = log(sum_j exp(x[i, j]))``; ``-inf`` for an empty row, ``+-inf`` when the row max is."""
+    """``out[i] = log(sum_j exp(x[i, j]))``; ``-inf`` for an empty row, ``+-inf`` when the row max is.
+    Uses a scratch array of ``x``'s size for the exponentials."""
     rows, n = x.shape
     out = np.empty(rows, dtype=x.dtype)
+    e = np.empty_like(x)
     for i in prange(rows):
         if n == 0:
             out[i] = -np.inf
@@ -110,25 +138,26 @@ def logsumexp_fwd(x):
         if np.isinf(m):
             out[i] = m
             continue
+        _exp_shifted_row(x, i, m, e)
         s = 0.0
         for j in range(n):
-            s += np.exp(x[i, j] - m)
+            s += e[i, j]
         out[i] = m + math.log(s)
     return out
 
 
-@kernel
+@_vmath_kernel
 def logsumexp_bwd(x, lse, g):
     """VJP: ``g[i] * exp(x[i, j] - lse[i])`` (the softmax, from the saved output ``lse (rows,)``)."""
     rows, n = x.shape
     out = np.empty_like(x)
     for i in prange(rows):
         for j in range(n):
-            out[i, j] = g[i] * np.exp(x[i, j] - lse[i])
+            out[i, j] = g[i] * vm.exp(x[i, j] - lse[i])
     return out
 
 
-@kernel(reduction=True)
+@_vmath_kernel(reduction=True)
 def softmax_cross_entropy_fwd(x, labels):
     """Fused softmax cross-entropy with integer labels.
 
@@ -141,11 +170,10 @@ def softmax_cross_entropy_fwd(x, labels):
     losses64 = np.empty(rows, dtype=np.float64)
     for i in prange(rows):
         m = _row_max(x, i)
+        _exp_shifted_row(x, i, m, probs)
         s = 0.0
         for j in range(n):
-            e = np.exp(x[i, j] - m)
-            probs[i, j] = e
-            s += e
+            s += probs[i, j]
         inv = 1.0 / s
         for j in range(n):
             probs[i, j] = probs[i, j] * inv
@@ -171,7 +199,7 @@ def softmax_cross_entropy_bwd(probs, labels, g, g_stride, scale):
     return out
 
 
-@kernel(reduction=True)
+@_vmath_kernel(reduction=True)
 def softmax_cross_entropy_probs_fwd(x, t):
     """Fused softmax cross-entropy with probability (or one-hot) targets ``t (rows, n)``.
 
@@ -185,9 +213,10 @@ def softmax_cross_entropy_probs_fwd(x, t):
         if n == 0:
             continue
         m = _row_max(x, i)
+        _exp_shifted_row(x, i, m, logp)  # logp's row holds the exponentials until it is overwritten below
         s = 0.0
         for j in range(n):
-            s += np.exp(x[i, j] - m)
+            s += logp[i, j]
         log_s = math.log(s)
         acc = 0.0
         for j in range(n):
@@ -203,7 +232,14 @@ def softmax_cross_entropy_probs_fwd(x, t):
     return losses, total, logp
 
 
-@kernel(reduction=True)
+@_vmath_kernel(parallel=False)
+def _probs_bwd_row(logp, t, i, tsum, gi, dx):
+    """``dx[i, j] = (exp(logp[i, j]) * tsum - t[i, j]) * gi`` for the whole row ``i`` (no fastmath)."""
+    for j in range(logp.shape[1]):
+        dx[i, j] = (vm.exp(logp[i, j]) * tsum - t[i, j]) * gi
+
+
+@_vmath_kernel(reduction=True)
 def softmax_cross_entropy_probs_bwd(logp, t, g, g_stride, scale):
     """Cotangents ``(d logits, d targets)``: ``(softmax * sum(t) - t) * gi`` and ``-logp * gi``."""
     rows, n = logp.shape
@@ -214,7 +250,7 @@ def softmax_cross_entropy_probs_bwd(logp, t, g, g_stride, scale):
         tsum = 0.0
         for j in range(n):
             tsum += t[i, j]
+        _probs_bwd_row(logp, t, i, tsum, gi, dx)
         for j in range(n):
-            dx[i, j] = (np.exp(logp[i, j]) * tsum - t[i, j]) * gi
             dt[i, j] = -logp[i, j] * gi
     return dx, dt

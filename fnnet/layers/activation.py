@@ -61,9 +61,19 @@ class ELU(_Elementwise):
 @register
 @attrs.frozen
 class GELU(_Elementwise):
-    """``x * Phi(x)`` (``approximate=True``: the tanh formula); any shape."""
+    """``x * Phi(x)``, ``Phi`` the standard normal CDF; any shape.
 
-    approximate: bool = False
+    Args:
+        approximate: ``"none"`` (or False) for the exact erf form, ``"tanh"`` (or True) for the tanh formula,
+            as ``torch.nn.GELU(approximate=...)``.
+    """
+
+    approximate: object = attrs.field(default=False)
+
+    @approximate.validator
+    def _check_approximate(self, attribute, value):
+        if not (value is False or value is True or value in ("none", "tanh")):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh' (or False/True), got {value!r}")
 
     def forward(self, params, x, *, key=None, train=False):
         return ops.gelu(x, self.approximate)

@@ -15,7 +15,7 @@ from ._validate import as_number, check_float, contiguous, value
 
 __all__ = [
     "negative", "exp", "log", "sqrt", "abs", "clip",
-    "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softplus",
+    "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softplus", "erf",
 ]
 
 
@@ -53,6 +53,7 @@ _gelu = _unary("gelu", K.gelu_fwd, K.gelu_bwd, "x", ("approximate",))
 _sigmoid = _unary("sigmoid", K.sigmoid_fwd, K.sigmoid_bwd, "y")
 _tanh = _unary("tanh", K.tanh_fwd, K.tanh_bwd, "y")
 _softplus = _unary("softplus", K.softplus_fwd, K.softplus_bwd, "x")
+_erf = _unary("erf", K.erf_fwd, K.erf_bwd, "x")
 
 
 def _checked(op, x):
@@ -122,9 +123,26 @@ def elu(x, alpha=1.0):
     return _elu(x, alpha=_scalar("elu", "alpha", alpha, value(x).dtype))
 
 
+_GELU_APPROXIMATIONS = {False: False, "none": False, True: True, "tanh": True}
+
+
 def gelu(x, approximate=False):
-    """Gaussian error linear unit ``x * Phi(x)``; ``approximate=True`` uses the tanh formula."""
-    return _gelu(_checked("gelu", x), approximate=bool(approximate))
+    """Gaussian error linear unit ``x * Phi(x)``, ``Phi`` the standard normal CDF.
+
+    Args:
+        x: float array, any shape.
+        approximate: ``False`` or ``"none"`` for the exact form; ``True`` or ``"tanh"`` (PyTorch's names) for
+            ``x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))) / 2``.
+
+    Raises:
+        ValueError: another ``approximate``.
+    """
+    x = _checked("gelu", x)
+    key = approximate.item() if isinstance(approximate, np.bool_) else approximate
+    if not isinstance(key, (bool, str)) or key not in _GELU_APPROXIMATIONS:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh' (or False/True), got {approximate!r}; "
+                         "'tanh' selects the tanh formula, 'none' the exact one")
+    return _gelu(x, approximate=_GELU_APPROXIMATIONS[key])
 
 
 def sigmoid(x):
@@ -140,3 +158,8 @@ def tanh(x):
 def softplus(x):
     """``log(1 + exp(x))``, evaluated without overflow."""
     return _softplus(_checked("softplus", x))
+
+
+def erf(x):
+    """Error function ``2/sqrt(pi) * integral_0^x exp(-t**2) dt``; gradient ``2/sqrt(pi) * exp(-x**2)``."""
+    return _erf(_checked("erf", x))

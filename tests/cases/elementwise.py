@@ -16,6 +16,10 @@ def _erf(x):
     return np.vectorize(math.erf)(x)
 
 
+def _erfc(x):
+    return np.vectorize(math.erfc)(x)
+
+
 _X = rand(4, 5, away_from=(0.0,))
 _ROWS = [
     ("negative", ops.negative, np.negative, lambda t: -t, _X),
@@ -28,12 +32,21 @@ _ROWS = [
     ("tanh", ops.tanh, np.tanh, lambda t: t.tanh(), _X),
     ("softplus", ops.softplus, lambda x: np.logaddexp(0, x), lambda t: _torch().nn.functional.softplus(t), _X * 5),
     ("gelu", ops.gelu, lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))), lambda t: _torch().nn.functional.gelu(t), _X),
+    ("erf", ops.erf, _erf, lambda t: t.erf(), _X),
 ]
 
 CASES = [OpCase(name, fn, (x,), (name,), numpy_ref=np_fn, torch_ref=t_fn) for name, fn, np_fn, t_fn, x in _ROWS]
 CASES += [
     OpCase("gelu-tanh", lambda x: ops.gelu(x, approximate=True), (_X,), ("gelu",),
            torch_ref=lambda t: _torch().nn.functional.gelu(t, approximate="tanh")),
+    OpCase("gelu-approximate-tanh-string", lambda x: ops.gelu(x, approximate="tanh"), (_X * 3,), ("gelu",),
+           torch_ref=lambda t: _torch().nn.functional.gelu(t, approximate="tanh")),
+    OpCase("gelu-approximate-none-string-tails", lambda x: ops.gelu(x, approximate="none"),
+           (np.array([-9.0, -5.5, -3.0, -0.9, -0.5, 0.3, 0.8, 2.5, 6.0]),), ("gelu",),
+           numpy_ref=lambda x: 0.5 * x * _erfc(-x / np.sqrt(2)),
+           torch_ref=lambda t: _torch().nn.functional.gelu(t, approximate="none")),
+    OpCase("erf-tails", ops.erf, (np.array([-6.5, -3.0, -1.2, -0.6, 0.4, 0.99, 1.01, 2.5, 5.0]),), ("erf",),
+           numpy_ref=_erf, torch_ref=lambda t: t.erf()),
     OpCase("leaky_relu", lambda x: ops.leaky_relu(x, 0.2), (_X,), ("leaky_relu",),
            numpy_ref=lambda x: np.where(x > 0, x, 0.2 * x),
            torch_ref=lambda t: _torch().nn.functional.leaky_relu(t, 0.2)),
