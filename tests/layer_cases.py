@@ -50,6 +50,32 @@ def _channel_mask(rate, in_shape):
     return ChannelMask()
 
 
+def _recurrent(kind, input_size, hidden_size, last=False, reverse=False):
+    """``nn.GRU``/``nn.LSTM`` (batch first) returning one tensor as ``fnnet.layers.RNN`` does: the output
+    sequence or its last step; ``reverse`` runs it on the time-flipped input and flips the outputs back."""
+    base = getattr(_nn(), kind)
+
+    class Twin(base):
+        def forward(self, x):
+            out = super().forward(x.flip(1) if reverse else x)[0]
+            if last:
+                return out[:, -1]
+            return out.flip(1) if reverse else out
+
+    return Twin(input_size, hidden_size, batch_first=True)
+
+
+def _lstm_cell_sum(input_size, hidden_size):
+    """``nn.LSTMCell`` followed by ``h' + c'`` (the twin of ``Sequential([LSTMCell(H), FanInSum()])``)."""
+    import torch
+
+    class SumPair(torch.nn.Module):
+        def forward(self, pair):
+            return pair[0] + pair[1]
+
+    return _seq(_nn().LSTMCell(input_size, hidden_size), SumPair())
+
+
 CASES = [
     LayerCase("Linear", L.Linear(5), (4, 3), lambda: _nn().Linear(3, 5)),
     LayerCase("Linear-nobias-3d", L.Linear(2, use_bias=False), (2, 3, 4), lambda: _nn().Linear(4, 2, bias=False)),
@@ -175,6 +201,36 @@ CASES = [
     LayerCase("Remat-cnn-train", L.Remat(L.Sequential([L.Conv2D(3, 3, padding=1), L.BatchNorm(), L.ReLU(),
                                                        L.MaxPool2D(2), L.Flatten(), L.Remat(L.Linear(2))])),
               (2, 2, 4, 4), train=True, stateful=True),
+    LayerCase("GRUCell", L.GRUCell(5), (4, 3), lambda: _nn().GRUCell(3, 5)),
+    LayerCase("LSTMCell+FanInSum-batch1", L.Sequential([L.LSTMCell(4), L.FanInSum()]), (1, 3),
+              lambda: _lstm_cell_sum(3, 4)),
+    LayerCase("RNN-GRU", L.RNN(L.GRUCell(4)), (2, 5, 3), lambda: _recurrent("GRU", 3, 4)),
+    LayerCase("RNN-GRU-last-T1", L.RNN(L.GRUCell(3), return_sequences=False), (3, 1, 2),
+              lambda: _recurrent("GRU", 2, 3, last=True)),
+    LayerCase("RNN-GRU-reverse-batch1", L.RNN(L.GRUCell(3), reverse=True), (1, 4, 5),
+              lambda: _recurrent("GRU", 5, 3, reverse=True)),
+    LayerCase("RNN-LSTM", L.RNN(L.LSTMCell(3)), (2, 4, 5), lambda: _recurrent("LSTM", 5, 3)),
+    LayerCase("RNN-LSTM-last-reverse", L.RNN(L.LSTMCell(5), return_sequences=False, reverse=True), (3, 6, 2),
+              lambda: _recurrent("LSTM", 2, 5, last=True, reverse=True)),
+]
+
+
+from . import attention_twins as _att  # noqa: E402  (the attention layers' PyTorch twins)
+
+CASES += [
+    LayerCase("MultiHeadAttention", L.MultiHeadAttention(8, 2), (2, 5, 8), lambda: _att.multihead_attention(8, 2)),
+    LayerCase("MultiHeadAttention-causal-nobias-batch1", L.MultiHeadAttention(6, 3, bias=False, causal=True), (1, 7, 6),
+              lambda: _att.multihead_attention(6, 3, bias=False, causal=True)),
+    LayerCase("TransformerEncoderBlock", L.TransformerEncoderBlock(8, 2, 12), (2, 5, 8),
+              lambda: _att.encoder_block(8, 2, 12)),
+    LayerCase("TransformerEncoderBlock-postLN", L.TransformerEncoderBlock(8, 4, 6, norm_first=False), (2, 3, 8),
+              lambda: _att.encoder_block(8, 4, 6, norm_first=False)),
+    LayerCase("TransformerEncoderBlock-decoder-causal", L.TransformerEncoderBlock(8, 2, 16, causal=True),
+              (2, 6, 8), lambda: _att.encoder_block(8, 2, 16, causal=True)),
+    LayerCase("LearnedPositionalEmbedding", L.LearnedPositionalEmbedding(9), (2, 6, 4),
+              lambda: _att.learned_positions(9, 4)),
+    LayerCase("SinusoidalPositionalEmbedding", L.SinusoidalPositionalEmbedding(), (2, 7, 5),
+              lambda: _att.sinusoidal_positions()),
 ]
 
 

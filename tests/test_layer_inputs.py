@@ -12,6 +12,7 @@ from .layer_cases import CASES as LAYER_CASES
 # layers that appear in the layer table only inside containers, tested here on their own
 _EXTRA_LAYERS = [(L.FanOut(2), (2, 3)), (L.FanInSum(), ((2, 3), (2, 3))), (L.FanInConcat(), ((2, 3), (2, 3))),
                  (L.Parallel([L.ReLU(), L.Linear(2)]), ((2, 3), (2, 3))), (L.Identity(), (2, 3))]
+_EXTRA_LAYERS += [(L.LSTMCell(3), (2, 4))]
 _LAYERS = [(case.layer, case.in_shape) for case in LAYER_CASES] + _EXTRA_LAYERS
 
 

@@ -15,3 +15,4 @@ from .embedding import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403

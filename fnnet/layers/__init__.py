@@ -3,6 +3,7 @@
 See :mod:`fnnet.layers.base` for the protocol, the registry and configs.
 """
 
+from .attention import LearnedPositionalEmbedding, MultiHeadAttention, SinusoidalPositionalEmbedding
 from .activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .base import Layer, TorchParam, from_config, get, register, registered_layers, to_config
 from .combinators import FanInConcat, FanInSum, FanOut, Parallel, Residual, Sequential
@@ -16,8 +17,10 @@ from .norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .pool import AvgPool1D, MaxPool1D
 from .recording import ActivationRecorder, record_activations
+from .recurrent import GRUCell, LSTMCell, RNN
 from .remat import Remat
 from .shape import Flatten, Identity, Reshape
+from .transformer import TransformerEncoderBlock
 from .walking import LayerVisit, decay_mask, param_labels, walk
 
 __all__ = [
@@ -30,3 +33,5 @@ __all__ += ["Dropout2D", "GroupNorm", "InstanceNorm", "RMSNorm"]
 __all__ += ["LayerVisit", "TorchParam", "walk"]
 __all__ += ["decay_mask", "param_labels"]
 __all__ += ["AvgPool1D", "Conv1D", "ConvTranspose2D", "MaxPool1D"]
+__all__ += ["GRUCell", "LSTMCell", "RNN"]
+__all__ += ["LearnedPositionalEmbedding", "MultiHeadAttention", "SinusoidalPositionalEmbedding", "TransformerEncoderBlock"]

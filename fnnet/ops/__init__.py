@@ -7,7 +7,7 @@ Every op accepts numpy arrays or tracers, checks dtypes and shapes before any ke
 from . import _operators
 from .arithmetic import add, divide, maximum, minimum, multiply, power, subtract, where
 from .elementwise import (
-    abs, clip, elu, exp, gelu, leaky_relu, log, negative, relu, sigmoid, softplus, sqrt, tanh,
+    abs, clip, elu, erf, exp, gelu, leaky_relu, log, negative, relu, sigmoid, softplus, sqrt, tanh,
 )
 from .indexing import concatenate, getitem, stack, take
 from .linalg import linear, matmul
@@ -24,6 +24,10 @@ from .embedding import embedding
 from .norm import batch_norm, group_norm, layer_norm, rms_norm
 from .pool import avg_pool2d, global_avg_pool2d, max_pool2d, pool2d_output_shape
 from .pool import avg_pool1d, max_pool1d
+from .split import chunk, split
+from .einsum import einsum
+from .attention import scaled_dot_product_attention
+from .recurrent import gru_sequence, lstm_sequence
 from ..autodiff import checkpoint, stop_gradient  # noqa: F401  (for layers, which import ops but not autodiff)
 
 _operators.install()
@@ -39,3 +43,7 @@ __all__ += ["avg_pool2d", "batch_norm", "conv2d", "conv2d_output_shape", "conv_o
 __all__ += ["gradient_probe", "summarize"]
 __all__ += ["channel_dropout", "group_norm", "rms_norm"]
 __all__ += ["avg_pool1d", "conv1d", "conv_transpose2d", "max_pool1d", "pad"]
+__all__ += ["erf"]
+__all__ += ["chunk", "einsum", "split"]
+__all__ += ["scaled_dot_product_attention"]
+__all__ += ["gru_sequence", "lstm_sequence"]
