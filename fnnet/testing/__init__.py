@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tree
-from .autodiff import vjp
+from .. import tree
+from ..autodiff import vjp
 
 __all__ = ["check_grads", "assert_close", "GradientCheckError"]
 
