@@ -54,6 +54,37 @@ def test_fully_masked_row_under_causal_and_padding_stays_finite():
     assert np.array_equal(y, np.zeros_like(y))
 
 
+def _composed_softmax_attention(q, k, v, mask):
+    """``softmax(q k^T / sqrt(E) + mask) @ v`` in NumPy, zeros for fully masked rows (PyTorch's math backend)."""
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]) + np.where(mask, 0.0, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True)
+    p = np.exp(s - np.where(np.isneginf(m), 0.0, m))
+    return p / np.where(p.sum(-1, keepdims=True) == 0, 1.0, p.sum(-1, keepdims=True)) @ v
+
+
+def test_nan_score_makes_its_row_nan_forward_and_backward():
+    q, k, v = _qkv((2, 4, 3), (2, 70, 3), 2)  # 70 keys: two key blocks in the kernel
+    q[1, 2, 0] = np.nan
+    mask = np.ones((4, 70), bool)
+    mask[0] = False  # a fully masked row keeps its documented zeros
+    y = sdpa(q, k, v, mask=mask)
+    np.testing.assert_allclose(y, _composed_softmax_attention(q, k, v, mask), rtol=1e-12, atol=1e-14)
+    assert np.isnan(y[1, 2]).all() and np.all(y[:, 0] == 0.0)
+    gq, gk, gv = _loss_grads(lambda a, b, c: sdpa(a, b, c, mask=mask), q, k, v)
+    assert np.isnan(gq[1, 2]).all() and np.isfinite(np.delete(gq[1], 2, axis=0)).all()
+    assert np.isnan(gk[1]).all() and np.isnan(gv[1]).all() and np.isfinite(gk[0]).all()
+    k[0, 66, 1] = np.nan  # a NaN key in the second block: every query row of that batch entry
+    assert np.isnan(sdpa(q, k, v)[0]).all()
+
+
+def test_nan_input_row_reaches_mha_and_block_outputs():
+    x = np.random.default_rng(1).standard_normal((2, 5, 8))
+    x[1, 3, 4] = np.nan
+    for layer in (L.MultiHeadAttention(8, 2), L.TransformerEncoderBlock(8, 2, 16, norm_first=False)):
+        y = layer.apply(layer.init(KEY, (None, 5, 8), np.float64), x)
+        assert np.isnan(y[1]).all() and np.isfinite(y[0]).all(), type(layer).__name__
+
+
 def test_masks_with_minus_inf_pass_check_finite():
     q, k, v = _qkv((1, 5, 3), (1, 5, 3), 2)
     additive = np.triu(np.full((5, 5), -np.inf), 1)  # torch's generate_square_subsequent_mask
@@ -149,6 +180,7 @@ def test_bad_arguments_are_named(kwargs, error, match):
     (((2, 4, 3), (2, 5, 3), (2, 6, 2)), ValueError, "k and v must have the same sequence length"),
     (((2, 4, 3), (3, 5, 3), (3, 5, 2)), ValueError, "share their leading"),
     (((3,), (5, 3), (5, 2)), ValueError, "q must be"),
+    (((2, 4, 3), (2, 5, 3), (2, 5, 0)), ValueError, r"value dim \(last axis of v\) must be at least 1"),
 ])
 def test_bad_shapes_are_named(shapes, error, match):
     q, k, v = (np.zeros(s) for s in shapes)
@@ -249,6 +281,25 @@ def test_layer_input_shapes_are_checked():
         L.MultiHeadAttention(8, 2).apply(params["self_attn"], [[1.0]])
 
 
+@pytest.mark.parametrize("path, match", [
+    (("in_proj_bias",), r"MultiHeadAttention: params\['in_proj_bias'\] expected a float array with 1 axis"),
+    (("out_proj_bias",), r"MultiHeadAttention: params\['out_proj_bias'\] expected"),
+    (("in_proj_weight",), r"MultiHeadAttention: params\['in_proj_weight'\] expected a float array with 2 axes"),
+])
+def test_mha_with_bias_rejects_a_none_param(path, match):
+    mha = L.MultiHeadAttention(8, 2)
+    params = mha.init(KEY, (None, 3, 8))
+    params[path[0]] = None
+    x = np.zeros((2, 3, 8), np.float32)
+    with pytest.raises(TypeError, match=match):
+        mha.apply(params, x)
+    block = L.TransformerEncoderBlock(8, 2, 4)
+    params = block.init(KEY, (None, 3, 8))
+    params["self_attn"][path[0]] = None
+    with pytest.raises(TypeError, match=match):
+        block.apply(params, x)
+
+
 def test_load_torch_state_dict_for_mha_and_block():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -309,3 +360,27 @@ def test_learned_positions_add_the_first_rows_and_check_length():
     with pytest.raises(ValueError, match="sequence length 7 exceeds max_len=6"):
         layer.apply(params, np.ones((2, 7, 3), np.float32))
     assert L.decay_mask(layer, params) == {"weight": False}
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.complex64, object])
+def test_positional_embeddings_reject_non_float_input(dtype):
+    x = np.ones((2, 3, 4), dtype)
+    with pytest.raises(TypeError, match="SinusoidalPositionalEmbedding: x must be a float16, float32 or float64"):
+        L.SinusoidalPositionalEmbedding().apply({}, x)
+    layer = L.LearnedPositionalEmbedding(5)
+    with pytest.raises(TypeError, match="LearnedPositionalEmbedding: x must be a float16, float32 or float64"):
+        layer.apply(layer.init(KEY, (None, 3, 4)), x)
+
+
+@pytest.mark.parametrize("weight, error, match", [
+    (np.float32(0.5), TypeError, r"params\['weight'\] expected a float array with 2 axes \(max_len, E\), got float32"),
+    (np.zeros((), np.float32), ValueError, r"params\['weight'\] expected .*, got shape \(\)"),
+    (np.zeros(4, np.float32), ValueError, r"params\[.weight.\] expected .*, got shape \(4,\)"),
+    (np.asmatrix(np.zeros((5, 4), np.float32)), TypeError, r"params\['weight'\] is an np.matrix"),
+    ([[0.0] * 4] * 5, TypeError, r"params\[.weight.\] expected .*, got list"),
+    (np.zeros((5, 4), np.int64), TypeError, r"params\['weight'\] must be a float16, float32 or float64"),
+    (np.zeros((5, 4), np.float64), TypeError, "x is float32 but weight is float64; fnnet never promotes"),
+])
+def test_learned_positions_reject_bad_weights(weight, error, match):
+    with pytest.raises(error, match=f"LearnedPositionalEmbedding: {match}"):
+        L.LearnedPositionalEmbedding(5).apply({"weight": weight}, np.ones((2, 3, 4), np.float32))

@@ -8,7 +8,9 @@ resolves the broadcast).  ``causal`` hides key ``j > i`` (top-left aligned, as P
 Forward: one task per ``(b, row block of _ROWS rows)``, in ``prange``.  A task walks the key blocks in
 order, keeps only a ``(_ROWS, _COLS)`` score tile, the running row maximum and sum, and an output
 accumulator; it saves only the row log-sum-exp ``lse (B, L)`` (float64).  A row whose every key is masked
-gets output 0 and ``lse = -inf`` (PyTorch 2.13 also returns zeros there).
+gets output 0 and ``lse = -inf`` (PyTorch 2.13 also returns zeros there).  A NaN score (or a ``+inf`` one,
+whose ``exp(s - max)`` is NaN) makes its whole row NaN, output and ``lse`` alike, as ``softmax(s) @ v``
+does; the backward reads the NaN ``lse`` and gives that row NaN gradients.
 
 Backward: ``dq`` by tasks over ``(b, row block)``, ``dk``/``dv`` by tasks over ``(b, key block)``; each
 recomputes its score tiles from ``q``, ``k`` and ``lse``.  Every output element is written by exactly one
@@ -43,6 +45,12 @@ def _keep(seed, b, i, j, length, keys, threshold):
     x = (x ^ (x >> np.uint64(27))) * _MIX2
     x = x ^ (x >> np.uint64(31))
     return np.int64(x >> np.uint64(40)) >= threshold
+
+
+@njit(inline="always")
+def _nan_max(a, b):
+    """``max(a, b)``, NaN when either is NaN (Python's ``max`` would drop a NaN ``b``)."""
+    return b if b != b or b > a else a
 
 
 @njit
@@ -106,7 +114,7 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
             for r in range(rows):
                 new_m = m[r]
                 for c in range(c1 - c0):
-                    new_m = max(new_m, s[r, c])
+                    new_m = _nan_max(new_m, s[r, c])
                 if new_m == -np.inf:
                     s[r, :] = 0.0
                     continue

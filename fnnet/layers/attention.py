@@ -9,7 +9,9 @@ import numpy as np
 from .. import init as initializers
 from .. import ops
 from .. import random as fnrandom
-from .base import Layer, TorchParam, as_shape, check_input, check_params, numel, positive_int, register
+from ..ops._validate import check_float, check_same_dtype
+from .base import (Layer, TorchParam, as_shape, check_input, check_param, check_params, numel, positive_int,
+                   register)
 
 __all__ = ["MultiHeadAttention", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding"]
 
@@ -118,7 +120,7 @@ class MultiHeadAttention(Layer):
 
         Returns ``(N, L, E)`` (``(y, state)`` when ``state`` is passed).
         """
-        check_params("MultiHeadAttention", params, self._param_names())
+        params = self._checked_params(params)
         check_input(self, x)
         self.out_shape(tuple(x.shape))
         kv = x if key_value is None else key_value
@@ -133,7 +135,7 @@ class MultiHeadAttention(Layer):
         o = ops.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal, dropout=rate,
                                              key=key if rate > 0.0 else None)
         o = ops.reshape(ops.transpose(o, (0, 2, 1, 3)), (x.shape[0], x.shape[1], self.embed_dim))
-        y = ops.linear(o, params["out_proj_weight"], params.get("out_proj_bias"))
+        y = ops.linear(o, params["out_proj_weight"], params["out_proj_bias"] if self.bias else None)
         return y if state is None else (y, state)
 
     def _check_key_value(self, x, kv):
@@ -148,6 +150,13 @@ class MultiHeadAttention(Layer):
 
     def _param_names(self):
         return (*self._weight_shapes(), "out_proj_weight") + (("in_proj_bias", "out_proj_bias") if self.bias else ())
+
+    def _checked_params(self, params):
+        """``params`` with every leaf checked to be an array of the right rank (a None bias included)."""
+        names = self._param_names()
+        check_params("MultiHeadAttention", params, names)
+        return {name: check_param("MultiHeadAttention", params, name, 1 if name.endswith("bias") else 2)
+                for name in names}
 
     def _project(self, params, x, kv):
         if self._separate:
@@ -229,12 +238,15 @@ class LearnedPositionalEmbedding(Layer):
 
     def forward(self, params, x, *, key=None, train=False):
         check_params("LearnedPositionalEmbedding", params, ("weight",))
-        w = params["weight"]
+        w = check_float("LearnedPositionalEmbedding", "params['weight']",
+                        check_param("LearnedPositionalEmbedding", params, "weight", 2, "(max_len, E)"))
+        x = check_float("LearnedPositionalEmbedding", "x", x)
+        check_same_dtype("LearnedPositionalEmbedding", x=x, weight=w)
         if x.ndim != 3 or x.shape[-1] != w.shape[-1]:
             raise ValueError(f"LearnedPositionalEmbedding: input must be (N, L, {w.shape[-1]}) (the width of "
                              f"params['weight'] {w.shape}), got shape {tuple(x.shape)}")
         _check_length("LearnedPositionalEmbedding", x.shape[1], w.shape[0])
-        return x + w[: x.shape[1]]
+        return ops.add(x, w[: x.shape[1]])
 
     def flops(self, in_shape):
         return numel(in_shape)
@@ -276,6 +288,7 @@ class SinusoidalPositionalEmbedding(Layer):
         return shape
 
     def forward(self, params, x, *, key=None, train=False):
+        x = check_float("SinusoidalPositionalEmbedding", "x", x)
         self.out_shape(tuple(x.shape))
         return x + sinusoidal_table(x.shape[1], x.shape[2], x.dtype)
 

@@ -86,11 +86,13 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, dropout=0.0, 
 
     Returns:
         ``(..., L, Ev)`` in ``q``'s dtype.  A query row whose keys are all masked gets output 0 and zero
-        gradients (PyTorch 2.13 returns zeros there too; never NaN).
+        gradients (PyTorch 2.13 returns zeros there too).  NaN propagates as in ``softmax(s) @ v``: a NaN
+        (or ``+inf``) score makes its row's output and gradients NaN.
 
     Raises:
         TypeError: non-float or mismatched dtypes, a float mask of another dtype, a bad key.
-        ValueError: fewer than 2 axes, leading axes or head dims that differ, a sequence length of 0, a mask
+        ValueError: fewer than 2 axes, leading axes or head dims that differ, a sequence length, head dim or
+            value dim of 0, a mask
             that does not broadcast, ``dropout`` outside ``[0, 1)`` or without a key.
 
     Example::
@@ -125,6 +127,8 @@ def _check_shapes(qs, ks, vs):
                          f"(k {ks})")
     if qs[-1] == 0:
         raise ValueError(f"{_OP}: the head dim (last axis of q and k) must be at least 1, got q {qs}")
+    if vs[-1] == 0:
+        raise ValueError(f"{_OP}: the value dim (last axis of v) must be at least 1, got v {vs}")
     return qs, ks, vs
 
 
