@@ -262,4 +262,7 @@ def accuracy(logits, labels) -> float:
         raise ValueError(f"accuracy: labels expected shape ({x.shape[0]},), got {y.shape}")
     if x.shape[0] == 0:
         return float("nan")
+    if x.shape[1] == 0:
+        raise ValueError(f"accuracy: logits expected at least 1 class, got shape {x.shape}; there is no arg-max "
+                         "over 0 classes")
     return float(np.mean(np.argmax(x, axis=1) == y))

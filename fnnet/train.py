@@ -64,6 +64,8 @@ def accuracy(logits, labels) -> float:
     logits = np.asarray(logits)
     if len(labels) == 0:
         return float("nan")
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"accuracy: logits expected a last axis of at least 1 class, got shape {logits.shape}")
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
 
 

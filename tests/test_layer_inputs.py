@@ -54,3 +54,93 @@ def test_flatten_of_a_0d_input_is_a_value_error():
 def test_shape_layers_reject_non_float_arrays_like_other_layers(layer, dtype):
     with pytest.raises(TypeError, match=r"reshape: x must be a float16, float32 or float64 array"):
         layer.apply({}, np.ones((2, 3), dtype))
+
+
+# every layer family with params (attention layers are tested in their own files), one row per param layout
+_PARAM_LAYERS = [
+    (L.Linear(3), (2, 4)), (L.Linear(3, use_bias=False), (2, 4)), (L.Conv1D(2, 3), (1, 2, 6)),
+    (L.Conv2D(2, 3), (1, 2, 5, 5)), (L.ConvTranspose2D(2, 3), (1, 2, 4, 4)), (L.BatchNorm(), (2, 3, 4)),
+    (L.LayerNorm(), (2, 4)), (L.LayerNorm((3, 4)), (2, 3, 4)), (L.RMSNorm(), (2, 4)), (L.GroupNorm(2), (2, 4, 3)),
+    (L.InstanceNorm(affine=True), (2, 4, 3)), (L.Embedding(5, 3), (2, 4)), (L.GRUCell(3), (2, 4)),
+    (L.LSTMCell(3), (2, 4)), (L.RNN(L.GRUCell(3)), (2, 5, 4)),
+]
+_BAD_LEAVES = {"None": None, "list": [1.0, 2.0], "python-float": 0.5, "0-d": np.array(0.5, np.float32)}
+
+
+def _example(layer, in_shape):
+    if layer.integer_input:
+        return np.zeros(in_shape, np.int64)
+    return np.random.default_rng(0).standard_normal(in_shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("bad", list(_BAD_LEAVES), ids=list(_BAD_LEAVES))
+@pytest.mark.parametrize("layer, in_shape", _PARAM_LAYERS, ids=[type(la).__name__ for la, _ in _PARAM_LAYERS])
+def test_a_bad_param_leaf_is_an_error_naming_the_layer_and_the_param(layer, in_shape, bad):
+    key = fnnet.random.key(0)
+    params = layer.init(key, in_shape)
+    state = layer.init_state(in_shape) if layer.has_state else None
+    kwargs = {} if state is None else {"state": state}
+    for name in params:
+        broken = {**params, name: _BAD_LEAVES[bad]}
+        with pytest.raises((TypeError, ValueError), match=rf"^{type(layer).__name__}: params\['{name}'\] expected"):
+            layer.apply(broken, _example(layer, in_shape), key=key, **kwargs)
+
+
+_WITH_BIAS = [(la, s) for la, s in _PARAM_LAYERS if "bias" in la.init(fnnet.random.key(0), s)]
+
+
+@pytest.mark.parametrize("layer, in_shape", _WITH_BIAS, ids=[type(la).__name__ for la, _ in _WITH_BIAS])
+def test_a_none_bias_is_an_error_when_the_layer_has_a_bias(layer, in_shape):
+    params = {**layer.init(fnnet.random.key(0), in_shape), "bias": None}
+    state = layer.init_state(in_shape) if layer.has_state else None
+    kwargs = {} if state is None else {"state": state}
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__}: params\['bias'\] expected a float array .* got None"):
+        layer.apply(params, _example(layer, in_shape), **kwargs)
+
+
+def test_a_bad_param_inside_a_container_names_the_path():
+    model = L.Residual(L.Sequential([L.Linear(3), L.ReLU()]))
+    params = model.init(fnnet.random.key(0), (2, 3))
+    params["block"]["0"]["weight"] = None
+    with pytest.raises(TypeError, match=r"^block/0 \(Linear\): params\['weight'\] expected .* got None"):
+        model.apply(params, np.zeros((2, 3), np.float32))
+
+
+def test_fan_in_sum_rejects_none_naming_the_layer():
+    with pytest.raises(TypeError, match=r"FanInSum: x\[0\] must be a numpy array"):
+        L.FanInSum().apply({}, (None, np.zeros(3, np.float32)))
+
+
+def _leaked_tracer():
+    leaked = []
+
+    def f(x):
+        leaked.append(x)
+        return fnnet.ops.sum(x)
+
+    fnnet.grad(f)(np.ones((2, 3, 4), np.float32))
+    return leaked[0]
+
+
+_PASS_THROUGH = [L.Identity(), L.FanOut(2), L.Dropout(0.5), L.Dropout2D(0.5)]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, object, np.int64])
+@pytest.mark.parametrize("layer", _PASS_THROUGH, ids=lambda la: type(la).__name__)
+def test_pass_through_layers_reject_non_float_arrays(layer, dtype):
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__}: x must be a float16, float32 or float64 array"):
+        layer.apply({}, np.zeros((2, 3, 4), dtype))
+
+
+@pytest.mark.parametrize("layer", _PASS_THROUGH, ids=lambda la: type(la).__name__)
+def test_pass_through_layers_reject_a_leaked_tracer(layer):
+    with pytest.raises(fnnet.autodiff.UnexpectedTracerError, match=rf"^{type(layer).__name__}: got a traced value"):
+        layer.apply({}, _leaked_tracer())
+
+
+def test_remat_names_the_layer_for_a_leaked_tracer():
+    with pytest.raises(fnnet.autodiff.UnexpectedTracerError, match=r"^Remat\(ReLU\): got a traced value"):
+        L.Remat(L.ReLU()).apply({}, _leaked_tracer())
+    model = L.Sequential([L.Remat(L.ReLU())])
+    with pytest.raises(fnnet.autodiff.UnexpectedTracerError, match=r"^0 \(Remat\(ReLU\)\): got a traced value"):
+        model.apply(model.init(fnnet.random.key(0), (2, 3)), _leaked_tracer())

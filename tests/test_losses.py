@@ -124,6 +124,13 @@ def test_accuracy():
         losses.accuracy(logits, np.array([1, 0]))
     with pytest.raises(ValueError, match=r"accuracy: logits expected 2 dimensions"):
         losses.accuracy(logits[0], np.array([1]))
+    with pytest.raises(ValueError, match=r"accuracy: logits expected at least 1 class, got shape \(2, 0\)"):
+        losses.accuracy(np.zeros((2, 0), np.float32), np.array([0, 0]))
+
+
+def test_train_accuracy_of_zero_classes_is_a_value_error():
+    with pytest.raises(ValueError, match=r"accuracy: logits expected a last axis of at least 1 class"):
+        fnnet.train.accuracy(np.zeros((2, 0), np.float32), np.array([0, 0]))
 
 
 def test_float16_logits_are_storage_computed_in_float32():

@@ -36,11 +36,12 @@ import numpy as np
 
 from .. import init as initializers
 from .. import tree
-from ..ops._validate import is_array
+from ..ops._validate import check_float, is_array
 
 __all__ = [
     "Layer", "TorchParam", "numel", "register", "get", "registered_layers", "to_config", "from_config",
-    "positive_int", "non_negative_int", "as_shape", "check_input", "check_params", "child_errors", "with_path", "USER_ERRORS",
+    "positive_int", "non_negative_int", "as_shape", "check_input", "check_params", "check_param",
+    "check_passthrough", "child_errors", "with_path", "USER_ERRORS",
 ]
 
 _LAYERS: dict[str, type] = {}
@@ -302,6 +303,29 @@ def check_params(where: str, params, required=(), optional=()):
             f"{where}: params do not match the layer: {' and '.join(parts)} (expected {list(required)}, got "
             f"{sorted(params)}); re-create them with init() for this model"
         )
+
+
+def check_param(where: str, params, name: str, ndim: int, axes: str = ""):
+    """``params[name]`` after checking it is an array (or a traced one) with ``ndim`` axes, so a None, a list,
+    a scalar or a wrongly shaped leaf raises an error naming ``where`` and the param instead of failing
+    inside an op; ``axes`` describes the expected shape (``"(in_features, out_features)"``).  Call it after
+    :func:`check_params`.  Dtypes are left to the ops."""
+    p = params[name]
+    if is_array(p) and p.ndim == ndim:
+        return p  # the common case, checked cheaply; the ops check the dtype
+    want = f"a float array with {ndim} {'axis' if ndim == 1 else 'axes'} {axes}".rstrip()
+    if not is_array(p):
+        got = "None" if p is None else type(p).__name__
+        raise TypeError(f"{where}: params[{name!r}] expected {want}, got {got}; re-create the params with init()")
+    raise ValueError(f"{where}: params[{name!r}] expected {want}, got shape {tuple(p.shape)}; re-create the "
+                     "params with init() for this layer")
+
+
+def check_passthrough(layer, x, arg: str = "x"):
+    """``x`` checked like an op's float input (a float array or a live tracer of one; a leaked tracer raises
+    ``UnexpectedTracerError``), for layers that return their input unchanged (``Identity``, ``FanOut``,
+    ``Dropout`` in evaluation) and so call no op that would check it."""
+    return check_float(type(layer).__name__, arg, x)
 
 
 def with_path(e, name, layer):

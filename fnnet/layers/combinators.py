@@ -14,7 +14,8 @@ import numpy as np
 from .. import ops
 from .. import random as fnrandom
 from . import recording
-from .base import USER_ERRORS, Layer, as_shape, check_input, check_params, child_errors, numel, positive_int, register, with_path
+from .base import (USER_ERRORS, Layer, as_shape, check_input, check_params, check_passthrough, child_errors, numel,
+                   positive_int, register, with_path)
 
 __all__ = ["Sequential", "Parallel", "FanOut", "FanInSum", "FanInConcat", "Residual"]
 
@@ -248,7 +249,7 @@ class FanOut(Layer):
         return (as_shape(in_shape, "FanOut"),) * self.num
 
     def forward(self, params, x, *, key=None, train=False):
-        return (x,) * self.num
+        return (check_passthrough(self, x),) * self.num
 
     def flops(self, in_shape):
         return 0
@@ -275,6 +276,10 @@ class FanInSum(Layer):
         return shapes[0]
 
     def forward(self, params, x, *, key=None, train=False):
+        if not isinstance(x, (tuple, list)) or not x:
+            raise TypeError(f"FanInSum: x expected a non-empty tuple of arrays, got {type(x).__name__}; "
+                            "feed it the tuple a FanOut or Parallel returns")
+        x = [check_passthrough(self, xi, f"x[{i}]") for i, xi in enumerate(x)]
         _same_shapes([tuple(xi.shape) for xi in x], "FanInSum.apply")
         total = x[0]
         for xi in x[1:]:

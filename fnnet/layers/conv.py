@@ -16,7 +16,7 @@ from .. import ops
 from .. import random as fnrandom
 from ..ops.geometry import conv_shape, conv_window
 from ._window import ints_field, padding_field, padding_mode_field
-from .base import Layer, TorchParam, as_shape, check_params, numel, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_param, check_params, numel, positive_int, register
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -59,12 +59,16 @@ def _init(layer, key, in_shape, dtype):
 def _apply(layer, conv, params, x, **options):
     """``conv`` (``ops.conv1d``/``ops.conv2d``) with the layer's hyperparameters; a ``padding_mode`` other
     than zeros pads with ``ops.pad`` first and convolves without padding, as PyTorch does."""
-    check_params(type(layer).__name__, params, ("weight", "bias") if layer.use_bias else ("weight",))
+    name = type(layer).__name__
+    check_params(name, params, ("weight", "bias") if layer.use_bias else ("weight",))
+    weight = check_param(name, params, "weight", 2 + len(layer.kernel_size),
+                         "(out_channels, in_channels // groups, *kernel_size)")
+    bias = check_param(name, params, "bias", 1, "(out_channels,)") if layer.use_bias else None
     padding = layer.padding
     if layer.padding_mode != "zeros":
         window = conv_window(type(layer).__name__, layer.kernel_size, layer.stride, padding, layer.dilation)
         x, padding = ops.pad(x, window.padding, layer.padding_mode), 0
-    return conv(x, params["weight"], params.get("bias"), stride=layer.stride, padding=padding,
+    return conv(x, weight, bias, stride=layer.stride, padding=padding,
                 dilation=layer.dilation, groups=layer.groups, **options)
 
 

@@ -12,7 +12,7 @@ from .. import ops
 from .. import random as fnrandom
 from ..ops.geometry import conv_transpose_shape, transposed_window
 from ._window import ints_field, padding_field
-from .base import Layer, TorchParam, as_shape, check_params, numel, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_param, check_params, numel, positive_int, register
 
 __all__ = ["ConvTranspose2D"]
 
@@ -89,7 +89,9 @@ class ConvTranspose2D(Layer):
 
     def forward(self, params, x, *, key=None, train=False):
         check_params("ConvTranspose2D", params, ("weight", "bias") if self.use_bias else ("weight",))
-        return ops.conv_transpose2d(x, params["weight"], params.get("bias"), stride=self.stride,
+        weight = check_param("ConvTranspose2D", params, "weight", 4, "(in_channels, out_channels // groups, kh, kw)")
+        bias = check_param("ConvTranspose2D", params, "bias", 1, "(out_channels,)") if self.use_bias else None
+        return ops.conv_transpose2d(x, weight, bias, stride=self.stride,
                                     padding=self.padding, output_padding=self.output_padding,
                                     dilation=self.dilation, groups=self.groups)
 

@@ -8,7 +8,7 @@ import numpy as np
 from .. import init as initializers
 from .. import ops
 from .. import random as fnrandom
-from .base import Layer, TorchParam, as_shape, check_params, numel, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_param, check_params, numel, positive_int, register
 
 __all__ = ["Linear"]
 
@@ -79,7 +79,8 @@ class Linear(Layer):
 
     def _linear(self, params, x, activation):
         check_params("Linear", params, ("weight", "bias") if self.use_bias else ("weight",))
-        w = params["weight"]
+        w = check_param("Linear", params, "weight", 2, "(in_features, out_features)")
+        bias = check_param("Linear", params, "bias", 1, "(out_features,)") if self.use_bias else None
         if w.shape[-1] != self.out_features:
             raise ValueError(f"Linear: params['weight'] has shape {w.shape}, but out_features={self.out_features}")
         if x.shape[-1:] != w.shape[:1]:
@@ -87,4 +88,4 @@ class Linear(Layer):
                 f"Linear: expected input (..., {w.shape[0]}) (the in_features of params['weight'] {w.shape}), "
                 f"got shape {tuple(x.shape)}; add Flatten() before Linear or re-init for this input"
             )
-        return ops.linear(x, w, params.get("bias"), activation=activation)
+        return ops.linear(x, w, bias, activation=activation)

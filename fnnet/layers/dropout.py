@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from .. import ops
-from .base import Layer, as_shape, numel, register
+from .base import Layer, as_shape, check_passthrough, numel, register
 
 __all__ = ["Dropout", "Dropout2D"]
 
@@ -38,7 +38,7 @@ class Dropout(Layer):
 
     def forward(self, params, x, *, key=None, train=False):
         if not train or self.rate == 0.0:
-            return x
+            return check_passthrough(self, x)
         if key is None:
             raise _missing_key("Dropout")
         return ops.dropout(x, key, self.rate, train=True)
@@ -78,7 +78,7 @@ class Dropout2D(Layer):
     def forward(self, params, x, *, key=None, train=False):
         self.out_shape(tuple(x.shape))
         if not train or self.rate == 0.0:
-            return x
+            return check_passthrough(self, x)
         if key is None:
             raise _missing_key("Dropout2D")
         return ops.channel_dropout(x, key, self.rate, train=True)

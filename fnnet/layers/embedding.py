@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import init as initializers
 from .. import ops
-from .base import Layer, TorchParam, as_shape, check_params, numel, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_param, check_params, numel, positive_int, register
 
 __all__ = ["Embedding"]
 
@@ -74,9 +74,9 @@ class Embedding(Layer):
 
     def forward(self, params, x, *, key=None, train=False):
         check_params("Embedding", params, ("weight",))
-        table = params["weight"]
+        table = check_param("Embedding", params, "weight", 2, "(num_embeddings, features)")
         expected = (self.num_embeddings, self.features)
-        if getattr(table, "shape", None) != expected:
+        if tuple(table.shape) != expected:
             raise ValueError(f"Embedding: params['weight'] must have shape {expected} (num_embeddings, features), got "
-                             f"{getattr(table, 'shape', type(table).__name__)}; re-create the params with init()")
+                             f"{tuple(table.shape)}; re-create the params with init()")
         return ops.embedding(x, table, padding_idx=self.padding_idx)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import init as initializers
 from .. import ops
-from .base import Layer, TorchParam, as_shape, check_input, check_params, numel, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_input, check_param, check_params, numel, positive_int, register
 
 __all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "RMSNorm"]
 
@@ -54,6 +54,14 @@ def _affine_params(key, shape, dtype, weight=True, bias=True):
     if bias:
         params["bias"] = initializers.zeros(key, shape, dtype)
     return params
+
+
+def _affine(where, params, names, ndim):
+    """``(weight, bias)`` from ``params`` after checking it holds exactly ``names`` with ``ndim`` axes each;
+    None for a param the layer does not have."""
+    check_params(where, params, names)
+    weight, bias = (check_param(where, params, n, ndim) if n in names else None for n in ("weight", "bias"))
+    return weight, bias
 
 
 def _channels(where, in_shape, min_ndim=2):
@@ -146,10 +154,10 @@ class BatchNorm(Layer):
         return {"mean": np.zeros(c, dtype), "var": np.ones(c, dtype)}
 
     def apply(self, params, x, *, state=None, key=None, train=False):
-        check_params("BatchNorm", params, ("weight", "bias") if self.affine else ())
+        weight, bias = _affine("BatchNorm", params, ("weight", "bias") if self.affine else (), 1)
         check_input(self, x)
         if not self.track_running_stats:  # batch statistics in training and evaluation alike
-            y = ops.batch_norm(x, params.get("weight"), params.get("bias"), None, None, train=True, eps=self.eps)[0]
+            y = ops.batch_norm(x, weight, bias, None, None, train=True, eps=self.eps)[0]
             return y if state is None else (y, state)
         if state is None:
             raise ValueError(
@@ -157,7 +165,7 @@ class BatchNorm(Layer):
                 "y, state = model.apply(params, x, state=state, train=...) with state = model.init_state(in_shape)"
             )
         check_params("BatchNorm (state)", state, ("mean", "var"))
-        y, mean, var = ops.batch_norm(x, params.get("weight"), params.get("bias"), state["mean"], state["var"],
+        y, mean, var = ops.batch_norm(x, weight, bias, state["mean"], state["var"],
                                       train=train, momentum=self.momentum, eps=self.eps)
         return y, {"mean": mean, "var": var}
 
@@ -198,10 +206,10 @@ class _TrailingNorm(Layer):
         return _affine_layout(self.normalized_shape or ("features",), "weight" in names, "bias" in names)
 
     def _checked(self, params, x):
-        """``len(normalized_shape)`` after checking ``params`` and ``x``'s trailing axes."""
+        """``(len(normalized_shape), weight, bias)`` after checking ``params`` and ``x``'s trailing axes."""
         name = type(self).__name__
-        check_params(name, params, tuple(self._param_names()))
-        return len(self._trailing(name, x.shape))
+        k = len(self._trailing(name, x.shape))
+        return (k, *_affine(name, params, tuple(self._param_names()), k))
 
 
 @register
@@ -244,8 +252,8 @@ class LayerNorm(_TrailingNorm):
         return _affine_params(key, trailing, dtype, self.affine, self.affine and self.use_bias)
 
     def forward(self, params, x, *, key=None, train=False):
-        k = self._checked(params, x)
-        return ops.layer_norm(x, params.get("weight"), params.get("bias"), eps=self.eps, normalized_ndim=k)
+        k, weight, bias = self._checked(params, x)
+        return ops.layer_norm(x, weight, bias, eps=self.eps, normalized_ndim=k)
 
 
 @register
@@ -286,8 +294,8 @@ class RMSNorm(_TrailingNorm):
         return _affine_params(key, trailing, dtype, self.affine, False)
 
     def forward(self, params, x, *, key=None, train=False):
-        k = self._checked(params, x)
-        return ops.rms_norm(x, params.get("weight"), eps=self.eps, normalized_ndim=k)
+        k, weight, _ = self._checked(params, x)
+        return ops.rms_norm(x, weight, eps=self.eps, normalized_ndim=k)
 
 
 @attrs.frozen
@@ -316,9 +324,9 @@ class _GroupedNorm(Layer):
 
     def forward(self, params, x, *, key=None, train=False):
         name = type(self).__name__
-        check_params(name, params, ("weight", "bias") if self.affine else ())
+        weight, bias = _affine(name, params, ("weight", "bias") if self.affine else (), 1)
         groups = self._groups(self._check(name, x.shape))
-        return ops.group_norm(x, groups, params.get("weight"), params.get("bias"), eps=self.eps)
+        return ops.group_norm(x, groups, weight, bias, eps=self.eps)
 
 
 @register

@@ -20,7 +20,7 @@ from .. import init as initializers
 from .. import ops
 from .. import random as fnrandom
 from ..ops._validate import is_array
-from .base import Layer, TorchParam, as_shape, check_input, check_params, numel, positive_int, register
+from .base import Layer, TorchParam, as_shape, check_input, check_param, check_params, numel, positive_int, register
 
 __all__ = ["GRUCell", "LSTMCell", "RNN"]
 
@@ -94,9 +94,7 @@ class _Cell(Layer):
         rows, hidden = self.gates * self.hidden_size, self.hidden_size
         expected = {"weight_ih": (rows, input_size), "weight_hh": (rows, hidden), "bias_ih": (rows,), "bias_hh": (rows,)}
         for name, shape in expected.items():
-            if not is_array(params[name]):
-                raise TypeError(f"{where}: params[{name!r}] expected a numpy array of shape {shape}, got "
-                                f"{type(params[name]).__name__}; re-create the params with init()")
+            check_param(where, params, name, len(shape), str(shape))
             if tuple(params[name].shape) != shape:
                 raise ValueError(f"{where}: params[{name!r}] must have shape {shape} for hidden_size={hidden} and "
                                  f"input_size={input_size}, got {_fmt(params[name].shape)}; re-create the params "

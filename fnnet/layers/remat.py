@@ -56,16 +56,25 @@ def _recording_path(recorder, path):
         yield
 
 
+#: how ``fnnet.checkpoint`` names the function Remat checkpoints in its own errors (a leaked tracer)
+_CHECKPOINT_PREFIX = "checkpoint(run): "
+
+
 def _name_wrapped_layer(error, layer):
     """Let a container's error prefix read ``3 (Remat(Linear)): ...`` for an error of a wrapped single layer
-    (a wrapped container's errors already carry their own path, e.g. ``3/1 (Linear): ...``)."""
+    (a wrapped container's errors already carry their own path, e.g. ``3/1 (Linear): ...``); an error of the
+    checkpoint itself is returned renamed ``Remat(Linear): ...``, as the layer's own errors read."""
     if getattr(error, "fnnet_path", None) is not None or getattr(error, "fnnet_layer", None) is not None:
-        return
-    kind = type(layer).__name__
-    message = str(error.args[0]) if error.args else str(error)
-    if message.startswith(f"{kind}: "):
-        message = message[len(kind) + 2:]
+        return error
+    kind, message = type(layer).__name__, str(error.args[0]) if error.args else str(error)
+    renamed = message.startswith(_CHECKPOINT_PREFIX)
+    for prefix in (f"{kind}: ", _CHECKPOINT_PREFIX):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    if renamed:
+        error = type(error)(f"Remat({kind}): {message}")
     error.fnnet_layer, error.fnnet_message = f"Remat({kind})", message
+    return error
 
 
 @register
@@ -136,8 +145,10 @@ class Remat(Layer):
         try:
             out = ops.checkpoint(run)(params, x, state, key)
         except USER_ERRORS as e:
-            _name_wrapped_layer(e, layer)
-            raise
+            named = _name_wrapped_layer(e, layer)
+            if named is e:
+                raise
+            raise named from e
         if state is None:
             y, new_state = out, None
         else:

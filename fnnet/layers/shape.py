@@ -7,7 +7,7 @@ import math
 import attrs
 
 from .. import ops
-from .base import Layer, as_shape, register
+from .base import Layer, as_shape, check_passthrough, register
 
 __all__ = ["Flatten", "Reshape", "Identity"]
 
@@ -78,4 +78,4 @@ class Identity(_DataMovement):
     """Return the input unchanged."""
 
     def forward(self, params, x, *, key=None, train=False):
-        return x
+        return check_passthrough(self, x)
