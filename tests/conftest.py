@@ -20,8 +20,3 @@ def kernel_inputs(monkeypatch):
             monkeypatch.setattr(K, name, spy)
     return seen
 
-
-def pytest_collection_modifyitems(config, items):
-    """Run the fuzzer last: it drives every kernel in many dtypes and layouts from forked worker processes,
-    so with a cold Numba cache it compiles far less once the other tests have filled the on-disk cache."""
-    items.sort(key=lambda item: item.path.parent.name == "fuzz")  # stable: the rest keep their order
