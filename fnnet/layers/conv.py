@@ -84,9 +84,34 @@ def _flops(layer, in_shape):
     return n_out * 2 * (in_shape[1] // layer.groups) * math.prod(layer.kernel_size) + (n_out if layer.use_bias else 0)
 
 
+class _Convolution(Layer):
+    """What Conv1D and Conv2D share: checks, shapes, init, FLOPs, tape bytes and PyTorch layout, all read
+    from the same hyperparameter fields through this module's geometry helpers."""
+
+    compile_cost = 10  # several large kernels
+
+    def __attrs_post_init__(self):
+        _check_hyperparameters(self)
+
+    def out_shape(self, in_shape):
+        return _out_shape(self, in_shape)
+
+    def init(self, key, in_shape, dtype=np.float32):
+        return _init(self, key, in_shape, dtype)
+
+    def flops(self, in_shape):
+        return _flops(self, in_shape)
+
+    def tape_bytes(self, in_shape, dtype):
+        return numel(in_shape) * np.dtype(dtype).itemsize  # x, for the weight gradient
+
+    def torch_layout(self):
+        return _torch_layout(self)
+
+
 @register
 @attrs.frozen
-class Conv2D(Layer):
+class Conv2D(_Convolution):
     """2-D cross-correlation over NCHW images, PyTorch semantics.
 
     Args:
@@ -119,33 +144,14 @@ class Conv2D(Layer):
     b_init: initializers.Initializer = initializers.zeros
     padding_mode: str = padding_mode_field()
 
-    def __attrs_post_init__(self):
-        _check_hyperparameters(self)
-
-    def out_shape(self, in_shape):
-        return _out_shape(self, in_shape)
-
-    def init(self, key, in_shape, dtype=np.float32):
-        return _init(self, key, in_shape, dtype)
-
     def forward(self, params, x, *, key=None, train=False):
         return self._conv(params, x, None)
 
-    compile_cost = 10  # several large kernels
     fusable_activations = frozenset({"relu"})
 
     def apply_fused(self, params, x, activation):
         """``relu(apply(params, x))`` in one fused kernel (used by ``Sequential`` for Conv2D -> ReLU)."""
         return self._conv(params, x, activation)
-
-    def flops(self, in_shape):
-        return _flops(self, in_shape)
-
-    def tape_bytes(self, in_shape, dtype):
-        return numel(in_shape) * np.dtype(dtype).itemsize  # x, for the weight gradient
-
-    def torch_layout(self):
-        return _torch_layout(self)
 
     def _conv(self, params, x, activation):
         return _apply(self, ops.conv2d, params, x, activation=activation)
@@ -153,7 +159,7 @@ class Conv2D(Layer):
 
 @register
 @attrs.frozen
-class Conv1D(Layer):
+class Conv1D(_Convolution):
     """1-D cross-correlation over NCL sequences, PyTorch semantics (``torch.nn.Conv1d``).
 
     Args:
@@ -185,25 +191,5 @@ class Conv1D(Layer):
     b_init: initializers.Initializer = initializers.zeros
     padding_mode: str = padding_mode_field()
 
-    compile_cost = 10  # the 2-D convolution kernels
-
-    def __attrs_post_init__(self):
-        _check_hyperparameters(self)
-
-    def out_shape(self, in_shape):
-        return _out_shape(self, in_shape)
-
-    def init(self, key, in_shape, dtype=np.float32):
-        return _init(self, key, in_shape, dtype)
-
     def forward(self, params, x, *, key=None, train=False):
         return _apply(self, ops.conv1d, params, x)
-
-    def flops(self, in_shape):
-        return _flops(self, in_shape)
-
-    def tape_bytes(self, in_shape, dtype):
-        return numel(in_shape) * np.dtype(dtype).itemsize  # x, for the weight gradient
-
-    def torch_layout(self):
-        return _torch_layout(self)
