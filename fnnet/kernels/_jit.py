@@ -28,7 +28,7 @@ import tempfile
 
 import numba
 
-__all__ = ["kernel", "share_threads", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
+__all__ = ["kernel", "helper", "share_threads", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
 
 
 def _preload_tbb() -> bool:
@@ -164,6 +164,18 @@ def kernel(fn=None, *, parallel: bool = True, reduction: bool = False):
     options = dict(parallel=parallel, nogil=True, cache=CACHE_ENABLED, error_model="numpy")
     if reduction:
         options["fastmath"] = {"reassoc", "contract"}
+
+    def wrap(f):
+        return numba.njit(**options)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def helper(fn=None, *, inline: bool = False):
+    """Compile a function that kernels call (never Python): serial, nogil, cached like the kernels, numpy
+    error model.  ``inline=True`` inlines it into each caller at the Numba IR level (small per-element
+    maths that must vectorise with the caller's loop)."""
+    options = dict(nogil=True, cache=CACHE_ENABLED, error_model="numpy", inline="always" if inline else "never")
 
     def wrap(f):
         return numba.njit(**options)(f)

@@ -40,10 +40,11 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 from . import _vmath_constants
+from ._jit import helper
 
 __all__ = ["exp", "expm1", "log", "tanh", "sigmoid", "softplus", "erf", "erf_grad", "gelu", "gelu_grad",
            "gelu_tanh", "gelu_tanh_grad", "fma", "cache_key_suffix"]
@@ -135,7 +136,7 @@ def _split_log(typingctx, x):
 
 
 def _inline(fn):
-    return njit(inline="always")(fn)
+    return helper(fn, inline=True)
 
 
 @_inline

@@ -24,9 +24,9 @@ regenerates the same decisions instead of storing them.  Matrix products use BLA
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import kernel
+from ._jit import helper, kernel
 
 __all__ = ["attention_fwd", "attention_bwd_query", "attention_bwd_key_value"]
 
@@ -37,7 +37,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-@njit(inline="always")
+@helper(inline=True)
 def _keep(seed, b, i, j, length, keys, threshold):
     """True when attention weight ``(b, i, j)`` survives dropout (a pure function of its arguments)."""
     x = seed ^ (np.uint64((b * length + i) * keys + j) * _GOLDEN)
@@ -47,13 +47,13 @@ def _keep(seed, b, i, j, length, keys, threshold):
     return np.int64(x >> np.uint64(40)) >= threshold
 
 
-@njit(inline="always")
+@helper(inline=True)
 def _nan_max(a, b):
     """``max(a, b)``, NaN when either is NaN (Python's ``max`` would drop a NaN ``b``)."""
     return b if b != b or b > a else a
 
 
-@njit
+@helper
 def _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1):
     """The score tile ``scale * q[b, i0:i1] @ k[b, c0:c1].T`` plus the mask (``-inf`` where hidden)."""
     s = np.dot(q[b, i0:i1], k[b, c0:c1].T)
@@ -70,7 +70,7 @@ def _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1):
     return s
 
 
-@njit
+@helper
 def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_keep):
     """``(p, p_dropped)``: ``exp(s - lse)`` per row (0 for a fully masked row) and its dropped, rescaled copy."""
     p = np.empty_like(s)
@@ -86,7 +86,7 @@ def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_k
     return p, pd
 
 
-@njit
+@helper
 def _key_limit(causal, i1, keys):
     """One past the last key any of rows ``< i1`` may see."""
     return min(keys, i1) if causal else keys
@@ -142,7 +142,7 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
     return out, lse
 
 
-@njit
+@helper
 def _score_gradient(p, pd, dp, delta, b, i0):
     """``ds = p * (dp * pd / p - delta)`` written into ``dp``: the softmax VJP through the dropout."""
     for r in range(p.shape[0]):

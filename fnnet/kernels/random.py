@@ -16,7 +16,7 @@ import math
 import numba
 import numpy as np
 
-from ._jit import kernel
+from ._jit import helper, kernel
 
 __all__ = ["threefry_blocks", "threefry_words", "uint64_words", "unit_float32_grid", "unit_float64_grid",
            "box_muller_float32", "thread_count"]
@@ -41,7 +41,7 @@ _UNSURE = 2.0 ** -36                   # bound on |fast - numpy| / |value| (meas
 _NEAR_AXIS = 2.0 ** -20                # reduced angles this small lose relative accuracy: recompute
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _round(x0, x1, rotation):
     """One Threefry round: add, rotate left, xor (32-bit words)."""
     x0 = np.uint32(x0 + x1)
@@ -49,7 +49,7 @@ def _round(x0, x1, rotation):
     return x0, x1 ^ x0
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _encrypt(k0, k1, c0, c1):
     """Threefry-2x32-20 of the counter ``(c0, c1)`` under the key ``(k0, k1)``: 5 groups of 4 rounds, the
     key schedule ``(k0, k1, k0 ^ k1 ^ parity)`` injected after each group."""
@@ -74,7 +74,7 @@ def _encrypt(k0, k1, c0, c1):
     return x0, x1
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _encrypt_counters(k0, k1, first, count):
     """The words ``(hi, lo)`` of the counters ``first, ..., first + count - 1``, as two new uint32 arrays
     (a loop of its own so that it vectorises)."""
@@ -86,7 +86,7 @@ def _encrypt_counters(k0, k1, first, count):
     return hi, lo
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _stream_words(k0, k1, start, count):
     """Words ``start, ..., start + count - 1`` of the stream (``start`` even) as a new uint32 array."""
     hi, lo = _encrypt_counters(k0, k1, start // 2, (count + 1) // 2)
@@ -97,13 +97,13 @@ def _stream_words(k0, k1, start, count):
     return words[:count]
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _exact_float(word):
     """A uint32 as float64, exactly, via int32 conversions (which vectorise; uint32's do not)."""
     return np.float64(np.int32(word >> 16)) * 65536.0 + np.float64(np.int32(word & 0xFFFF))
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _polynomial(coefficients, x):
     """``sum coefficients[i] * x**i`` by Horner's rule."""
     total = 0.0
@@ -112,7 +112,7 @@ def _polynomial(coefficients, x):
     return total
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _cos_sin(angle):
     """``(cos(angle), sin(angle), x)`` for ``0 <= angle < 2 pi``: ``x = angle - k pi/2``, ``|x| <= pi/4``
     (``k * _PIO2_HIGH`` is subtracted exactly, so ``x`` is good to ~2**-52 relative unless tiny), then Taylor
@@ -129,7 +129,7 @@ def _cos_sin(angle):
     return cos_a, sin_a, x
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _log_of_split(exponent, mantissa):
     """``log(2**exponent * mantissa)`` for ``mantissa`` in ``[sqrt(1/2), sqrt(2))``, by the atanh series."""
     f = mantissa - 1.0
@@ -137,7 +137,7 @@ def _log_of_split(exponent, mantissa):
     return exponent * _LN2 + 2.0 * s * _polynomial(_ATANH_TAYLOR, s * s)
 
 
-@numba.njit(inline="always")
+@helper(inline=True)
 def _store_float32(value, out, index):
     """``out[index] = float32(value)``; returns True when ``value``'s error bound straddles a rounding
     boundary, so that the float32 of the exact value may differ."""
