@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from .. import kernels
 
@@ -76,6 +77,7 @@ def _abort_on_uncaught(comm):
         sys.stderr.write(f"fnnet.distributed: uncaught {kind.__name__} on rank {comm.Get_rank()}: aborting all "
                          f"{comm.Get_size()} ranks\n")
         sys.stderr.flush()
+        time.sleep(0.2)  # mpiexec forwards output asynchronously: let the traceback reach the user first
         comm.Abort(1)
 
     sys.excepthook = hook
