@@ -148,6 +148,17 @@ def collectives(dist, out):
     for deterministic in (False, True):
         arrays.update(_flat(f"sum/{deterministic}", dist.allreduce_sum(t, deterministic=deterministic)))
         arrays.update(_flat(f"mean/{deterministic}", dist.allreduce_mean(floats, deterministic=deterministic)))
+    first = dist.allreduce_sum(t)
+    kept = fnnet.tree.map(np.copy, first)
+    dist.allreduce_sum(fnnet.tree.map(lambda x: np.asarray(x * 3), t))  # may reuse buffers, but never those `first` holds
+    messages["kept_results_intact"] = all(np.array_equal(a, b) for a, b in
+                                          zip(fnnet.tree.leaves(first), fnnet.tree.leaves(kept)))
+    chunk_bytes, dist._collectives.CHUNK_BYTES = dist._collectives.CHUNK_BYTES, 12  # leaves span chunks
+    try:
+        arrays.update(_flat("sum/chunked", dist.allreduce_sum(t)))
+        arrays.update(_flat("mean/chunked", dist.allreduce_mean(floats)))
+    finally:
+        dist._collectives.CHUNK_BYTES = chunk_bytes
     sent = Pair(t, {"step": 7, "name": "rank1"}) if rank == 1 else None
     received = dist.broadcast(sent, root=1)
     arrays.update(_flat("broadcast", received.first))

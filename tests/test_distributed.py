@@ -128,6 +128,16 @@ def test_allreduce_sum_and_mean_of_float32_float64_float16_trees(two_ranks, dete
 
 
 @needs_mpi
+def test_chunked_packing_gives_the_same_bits_and_kept_results_are_never_reused(two_ranks):
+    _, ranks = two_ranks
+    for arrays, messages in ranks:
+        assert messages["kept_results_intact"]
+        for key in arrays:
+            if key.startswith(("sum/chunked/", "mean/chunked/")):
+                _assert_same_bits(arrays[key], arrays[key.replace("chunked", "False", 1)])
+
+
+@needs_mpi
 def test_deterministic_float16_mean_is_the_rank_order_sum_halved(two_ranks):
     _, ranks = two_ranks
     a, b = (worker.tree_for_rank(r)["nested"][1] for r in range(2))

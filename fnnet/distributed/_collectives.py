@@ -15,6 +15,10 @@ from ._packing import FLOAT_KINDS, NUMBER_KINDS, array_leaves, plan_buffers, ran
 
 __all__ = ["allreduce_sum", "allreduce_mean", "broadcast", "check_consistent"]
 
+#: Bytes packed and reduced per ``Allreduce`` call: small enough to stay in cache between the packing and
+#: MPI's read of it, large enough that per-call latency does not count.
+CHUNK_BYTES = 4 << 20
+
 
 def reduce_buffer(comm, buffer, deterministic):
     """Sum ``buffer.data`` over the ranks, in place, blocking."""
@@ -27,6 +31,17 @@ def reduce_buffer(comm, buffer, deterministic):
     comm.Allgather(rank_order_sum(chunks), buffer.data)
 
 
+def pack_and_reduce(comm, buffer, leaves, scale=None):
+    """Pack ``leaves`` (times ``scale``) into ``buffer.data`` and sum it over the ranks in place, one chunk of
+    ``CHUNK_BYTES`` at a time, so that MPI reads each chunk while the packing has just left it in cache."""
+    step = max(1, CHUNK_BYTES // buffer.dtype.itemsize)
+    in_place = _comm.import_mpi().IN_PLACE
+    for start in range(0, buffer.padded, step):
+        end = min(buffer.padded, start + step)
+        buffer.put_range(leaves, start, end, scale)
+        comm.Allreduce(in_place, buffer.data[start:end])
+
+
 def _allreduce(where, t, mean, deterministic):
     kinds = FLOAT_KINDS if mean else NUMBER_KINDS
     leaves, treedef = array_leaves(where, "the tree", t, kinds)
@@ -35,12 +50,13 @@ def _allreduce(where, t, mean, deterministic):
     out = list(leaves)
     for buffer in plan_buffers(leaves, range(len(leaves)), ranks):
         buffer.allocate()
-        prescale = 1.0 / ranks if mean and not deterministic else None
-        for i, offset, _, _ in buffer.slots:
-            buffer.put(offset, leaves[i], prescale)
-        reduce_buffer(comm, buffer, deterministic)
-        if mean and deterministic:
-            np.divide(buffer.data, buffer.dtype.type(ranks), out=buffer.data)
+        if deterministic:
+            buffer.put_range(leaves, 0, buffer.size)
+            reduce_buffer(comm, buffer, deterministic)
+            if mean:
+                np.divide(buffer.data, buffer.dtype.type(ranks), out=buffer.data)
+        else:
+            pack_and_reduce(comm, buffer, leaves, 1.0 / ranks if mean else None)
         for i, view in buffer.views().items():
             out[i] = view
     return tree.unflatten(treedef, out)

@@ -3,9 +3,17 @@ rank-order sum that makes a reduction deterministic.
 
 A buffer's length is padded to a multiple of the number of ranks so that it splits into one equal chunk
 per rank (the deterministic reduction gives each rank one chunk to sum).
+
+Buffers are kept between calls and reused once nothing outside this module refers to them any more (the
+leaves a collective returns are views that keep their buffer alive, so a buffer whose results the caller
+still holds is never overwritten).  A fresh buffer of tens of megabytes costs a page fault per 4 KiB page on
+first touch, which made ``allreduce_mean`` 1.6-1.7x a raw ``Allreduce`` of a reused buffer.
 """
 
 from __future__ import annotations
+
+import sys
+import threading
 
 import numpy as np
 
@@ -27,8 +35,9 @@ class Buffer:
         self.data = None
 
     def allocate(self):
-        """A fresh ``data`` array; only its padding is zeroed (the slots are all written before use)."""
-        self.data = np.empty(self.padded, self.dtype)
+        """A ``data`` array nobody else holds (kept from an earlier call when one is free); only its padding
+        is zeroed (the slots are all written before use)."""
+        self.data = _free_array(self.dtype, self.padded)
         self.data[self.size:] = 0
         return self.data
 
@@ -40,9 +49,39 @@ class Buffer:
         else:
             np.multiply(leaf, self.dtype.type(scale), out=view)
 
+    def put_range(self, leaves, start, end, scale=None):
+        """Write ``data[start:end]`` from the parts of ``leaves`` (indexed as in ``slots``) that fall there,
+        times ``scale`` when given."""
+        for i, offset, _, size in self.slots:
+            lo, hi = max(start, offset), min(end, offset + size)
+            if lo < hi:
+                part = leaves[i].reshape(-1)[lo - offset:hi - offset]
+                if scale is None:
+                    self.data[lo:hi] = part
+                else:
+                    np.multiply(part, self.dtype.type(scale), out=self.data[lo:hi])
+
     def views(self):
         """``{leaf_index: view of data shaped like the leaf}`` (no copies)."""
         return {i: self.data[o:o + n].reshape(shape) for i, o, shape, n in self.slots}
+
+
+_KEPT_PER_SIZE = 4
+_kept: dict[tuple[str, int], list[np.ndarray]] = {}
+_kept_lock = threading.Lock()
+
+
+def _free_array(dtype, size):
+    """A 1-d array of ``size`` elements of ``dtype`` that nothing outside ``_kept`` refers to."""
+    with _kept_lock:
+        kept = _kept.setdefault((dtype.str, size), [])
+        for i in range(len(kept)):
+            if sys.getrefcount(kept[i]) == 2:  # the list's reference and the argument's: no view is alive
+                return kept[i]
+        data = np.empty(size, dtype)
+        if len(kept) < _KEPT_PER_SIZE:
+            kept.append(data)
+        return data
 
 
 def array_leaves(where, name, t, kinds):
