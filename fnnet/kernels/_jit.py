@@ -90,7 +90,7 @@ def _cache_possible() -> bool:
 
 
 def _single_threaded_kernel_blas():
-    """Make the OpenBLAS that kernels call through ``np.dot`` (SciPy's copy) single-threaded.
+    """Make the OpenBLAS that kernels call (SciPy's copy, through ``blas.gemm``) single-threaded.
 
     fnnet parallelises with ``prange`` and calls BLAS inside it (per sample, per row block); a
     multi-threaded BLAS there would oversubscribe the cores, and its spinning threads slow down every
@@ -101,7 +101,7 @@ def _single_threaded_kernel_blas():
     threads = int(os.environ.get("FNNET_BLAS_THREADS", "1"))
     try:
         import scipy
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library numba binds np.dot to)
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library kernels call)
 
         scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
         with open("/proc/self/maps") as fh:

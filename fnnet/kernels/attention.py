@@ -18,7 +18,7 @@ task with a fixed summation order, so results do not depend on the thread count 
 
 Dropout on the attention weights: element ``(b, i, j)`` is kept when a hash of ``(seed, b, i, j)`` (a
 splitmix64-style mixer, own to this file) is at least ``rate * 2**24`` in its top 24 bits; the backward
-regenerates the same decisions instead of storing them.  Matrix products use BLAS (``np.dot``) on tiles.
+regenerates the same decisions instead of storing them.  Matrix products use BLAS (:func:`.blas.gemm`) on tiles.
 """
 
 import math
@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import helper, kernel
+from .blas import gemm, matmul
 
 __all__ = ["attention_fwd", "attention_bwd_query", "attention_bwd_key_value"]
 
@@ -56,7 +57,7 @@ def _nan_max(a, b):
 @helper
 def _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1):
     """The score tile ``scale * q[b, i0:i1] @ k[b, c0:c1].T`` plus the mask (``-inf`` where hidden)."""
-    s = np.dot(q[b, i0:i1], k[b, c0:c1].T)
+    s = matmul(q[b, i0:i1], k[b, c0:c1].T)
     lm = bias.shape[1]
     for r in range(i1 - i0):
         i = i0 + r
@@ -130,7 +131,7 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
                 m[r] = new_m
                 for e in range(Ev):
                     acc[r, e] *= alpha
-            acc += np.dot(s, v[b, c0:c1])
+            gemm(s, v[b, c0:c1], acc, 1.0, 1.0)
         for r in range(rows):
             if total[r] == 0.0:
                 lse[b, i0 + r] = -np.inf
@@ -169,8 +170,8 @@ def attention_bwd_query(q, k, v, g, lse, delta, bias, mask_index, has_mask, caus
             c1 = min(S, c0 + _COLS)
             s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
             p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
-            ds = _score_gradient(p, pd, np.dot(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
-            dq[b, i0:i1] += np.dot(ds, k[b, c0:c1]) * scale
+            ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
+            gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
     return dq
 
 
@@ -192,7 +193,7 @@ def attention_bwd_key_value(q, k, v, g, lse, delta, bias, mask_index, has_mask, 
             i1 = min(L, i0 + _ROWS)
             s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
             p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
-            dv[b, c0:c1] += np.dot(pd.T, g[b, i0:i1])
-            ds = _score_gradient(p, pd, np.dot(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
-            dk[b, c0:c1] += np.dot(ds.T, q[b, i0:i1]) * scale
+            gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
+            ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
+            gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
     return dk, dv

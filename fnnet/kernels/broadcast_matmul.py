@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
+from .blas import gemm
 
 __all__ = ["broadcast_matmul_fwd", "broadcast_matmul_bwd"]
 
@@ -22,7 +23,7 @@ def broadcast_matmul_fwd(a, b, a_index, b_index):
     count = a_index.size
     out = np.empty((count, a.shape[1], b.shape[2]), dtype=a.dtype)
     for i in prange(count):
-        out[i] = np.dot(a[a_index[i]], b[b_index[i]])
+        gemm(a[a_index[i]], b[b_index[i]], out[i])
     return out
 
 
@@ -36,15 +37,9 @@ def broadcast_matmul_bwd(a, b, g, a_index, b_index, a_order, a_starts, b_order, 
     for j in prange(ga.shape[0]):
         for t in range(a_starts[j], a_starts[j + 1]):
             i = a_order[t]
-            if t == a_starts[j]:
-                ga[j] = np.dot(g[i], b[b_index[i]].T)
-            else:
-                ga[j] += np.dot(g[i], b[b_index[i]].T)
+            gemm(g[i], b[b_index[i]].T, ga[j], 1.0, 0.0 if t == a_starts[j] else 1.0)
     for j in prange(gb.shape[0]):
         for t in range(b_starts[j], b_starts[j + 1]):
             i = b_order[t]
-            if t == b_starts[j]:
-                gb[j] = np.dot(a[a_index[i]].T, g[i])
-            else:
-                gb[j] += np.dot(a[a_index[i]].T, g[i])
+            gemm(a[a_index[i]].T, g[i], gb[j], 1.0, 0.0 if t == b_starts[j] else 1.0)
     return ga, gb

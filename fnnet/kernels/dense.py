@@ -1,4 +1,4 @@
-"""Dense kernels: matrix products through BLAS (``np.dot`` inside the kernel), bias and ReLU fused.
+"""Dense kernels: matrix products through BLAS (:func:`.blas.gemm` inside the kernel), bias and ReLU fused.
 
 Shapes: ``x (n, in)``, ``w (in, out)`` (fnnet's Linear layout), ``b (out,)``, ``y``/``g (n, out)``.
 Reductions over the batch (the bias gradient) use fixed row chunks combined in index order, so the
@@ -9,6 +9,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
+from .blas import gemm
 
 ROW_CHUNK = 256
 ROW_BLOCK = 64  # rows per BLAS call in prange: fixed, so results never depend on the thread count
@@ -29,7 +30,7 @@ def linear_fwd(x, w, b, has_bias, relu):
     for blk in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
-        y[r0:r1] = np.dot(x[r0:r1], w)
+        gemm(x[r0:r1], w, y[r0:r1])
         if has_bias or relu:
             for i in range(r0, r1):
                 for j in range(m):
@@ -89,12 +90,11 @@ def linear_bwd(x, w, g, need_x, need_w, need_b):
     for blk in prange(x_blocks):  # two loops, each of equal-cost blocks, so both threads stay busy
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
-        gx[r0:r1] = np.dot(g[r0:r1], wt)
+        gemm(g[r0:r1], wt, gx[r0:r1])
     for blk in prange(w_blocks):
         r0 = blk * w_rows
         r1 = min(k, r0 + w_rows)
-        xs = np.ascontiguousarray(x[:, r0:r1])
-        gw[r0:r1] = np.dot(xs.T, g)
+        gemm(x[:, r0:r1].T, g, gw[r0:r1])
     gb = column_sums(g) if need_b else np.empty(0, dtype=g.dtype)
     return gx, gw, gb
 
@@ -107,5 +107,5 @@ def matmul_fwd(a, b):
     for blk in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
-        y[r0:r1] = np.dot(a[r0:r1], b)
+        gemm(a[r0:r1], b, y[r0:r1])
     return y

@@ -1,0 +1,62 @@
+"""``fnnet.kernels.blas.gemm``: the BLAS product kernels call, on every operand layout they pass it."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fnnet.kernels.blas import gemm, matmul
+
+
+@njit(cache=True)
+def _gemm(a, b, c, alpha, beta):
+    gemm(a, b, c, alpha, beta)
+
+
+@njit(cache=True)
+def _matmul(a, b):
+    return matmul(a, b)
+
+
+def _layouts(x):
+    """``x`` as a C-contiguous array, a transposed (column-major) view, a strided view and a padded slice."""
+    padded = np.zeros((x.shape[0] + 3, x.shape[1] + 5), x.dtype)
+    padded[1:1 + x.shape[0], 2:2 + x.shape[1]] = x
+    spaced = np.zeros((2 * x.shape[0], 2 * x.shape[1]), x.dtype)
+    spaced[::2, ::2] = x
+    return {"C": x, "F": np.asfortranarray(x), "slice": padded[1:1 + x.shape[0], 2:2 + x.shape[1]],
+            "strided": spaced[::2, ::2]}
+
+
+SHAPES = [(5, 7, 3), (1, 4, 6), (6, 1, 2), (3, 5, 1), (0, 3, 2), (3, 0, 4), (1, 1, 1), (70, 33, 65)]
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_gemm_matches_numpy_on_every_layout(m, k, n):
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a0, b0, c0 = rng.standard_normal((m, k)), rng.standard_normal((k, n)), rng.standard_normal((m, n))
+    for a_name, a in _layouts(a0).items():
+        for b_name, b in _layouts(b0).items():
+            for c_name in ("C", "F"):
+                for alpha, beta in ((1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)):
+                    c = _layouts(c0)[c_name].copy(order="K")
+                    _gemm(a, b, c, alpha, beta)
+                    np.testing.assert_allclose(c, alpha * (a0 @ b0) + beta * c0, rtol=1e-12, atol=1e-12,
+                                               err_msg=f"a {a_name}, b {b_name}, c {c_name}, {alpha}, {beta}")
+
+
+def test_beta_zero_never_reads_c_so_nan_garbage_is_overwritten():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+    for k in (4, 0):
+        c = np.full((3, 2), np.nan, np.float32)
+        _gemm(a[:, :k], b[:k], c, 1.0, 0.0)
+        np.testing.assert_array_equal(c, np.full((3, 2), k, np.float32))
+
+
+def test_float32_and_matmul():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((17, 9)).astype(np.float32)
+    b = rng.standard_normal((9, 5)).astype(np.float32)
+    got = _matmul(a, b)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_matmul(a[::2], b), a[::2].astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
