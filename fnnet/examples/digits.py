@@ -31,7 +31,6 @@ without ``mpiexec``, it runs as a single rank and says so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,6 +41,8 @@ import fnnet
 import fnnet.distributed as dist
 import fnnet.layers as L
 import fnnet.precision
+
+from ._outputs import MISSING_MATPLOTLIB, pyplot, save_figure, write_run
 
 
 def build_model(image_size: int, dropout: float = 0.25):
@@ -75,11 +76,7 @@ def _progress(total, desc, enabled):
 
 
 def plot_curves(history, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -92,9 +89,7 @@ def plot_curves(history, path):
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
     ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _start_ranks(args):
@@ -201,18 +196,14 @@ def train(args):
 def _write_outputs(args, model, trees, metadata, history, wall):
     """weights.npz, config.json, metrics.json and curves.png in ``args.out`` (rank 0 only)."""
     params, state, opt_state = trees
-    os.makedirs(args.out, exist_ok=True)
-    fnnet.io.save(os.path.join(args.out, "weights.npz"), params, state=state, opt_state=opt_state, config=model,
-                  metadata=metadata)
-    with open(os.path.join(args.out, "config.json"), "w") as fh:
-        json.dump(fnnet.layers.to_config(model), fh, indent=2)
-    with open(os.path.join(args.out, "metrics.json"), "w") as fh:
-        json.dump({"history": history, "test_accuracy": metadata["test_accuracy"], "wall_time_s": wall,
-                   "dtype": args.dtype, "ranks": metadata["ranks"]}, fh, indent=2)
+    metrics = {"history": history, "test_accuracy": metadata["test_accuracy"], "wall_time_s": wall,
+               "dtype": args.dtype, "ranks": metadata["ranks"]}
+    write_run(args.out, model, params, state=state, opt_state=opt_state, config=fnnet.layers.to_config(model),
+              metadata=metadata, metrics=metrics)
     try:
         plot_curves(history, os.path.join(args.out, "curves.png"))
     except ImportError:
-        print("matplotlib is not installed: no curves.png (pip install fnnet[examples])")
+        print(MISSING_MATPLOTLIB.format(name="curves.png"))
 
 
 def main(argv=None):
