@@ -9,7 +9,9 @@ from fnnet.kernels.blas import gemm, matmul
 
 @njit(cache=True)
 def _gemm(a, b, c, alpha, beta):
-    gemm(a, b, c, alpha, beta)
+    # [::1, ::1] types every operand as a strided ('A') array, so gemm compiles once for all layouts (each
+    # layout's own specialisation is exercised by the kernels' tests).
+    gemm(a[::1, ::1], b[::1, ::1], c[::1, ::1], alpha, beta)
 
 
 @njit(cache=True)
@@ -23,8 +25,14 @@ def _layouts(x):
     padded[1:1 + x.shape[0], 2:2 + x.shape[1]] = x
     spaced = np.zeros((2 * x.shape[0], 2 * x.shape[1]), x.dtype)
     spaced[::2, ::2] = x
-    return {"C": x, "F": np.asfortranarray(x), "slice": padded[1:1 + x.shape[0], 2:2 + x.shape[1]],
-            "strided": spaced[::2, ::2]}
+    reversed_ = np.ascontiguousarray(x[::-1, ::-1])[::-1, ::-1]
+    layouts = {"C": x, "F": np.asfortranarray(x), "slice": padded[1:1 + x.shape[0], 2:2 + x.shape[1]],
+               "strided": spaced[::2, ::2], "reversed": reversed_, "reversed rows": np.ascontiguousarray(x[::-1])[::-1]}
+    if x.size and (x == x[:1]).all():  # as_strided rather than broadcast_to: writeable, one type fewer
+        layouts["broadcast rows"] = np.lib.stride_tricks.as_strided(x[:1], x.shape, (0, x.strides[1]))
+    if x.size and (x == x[:, :1]).all():
+        layouts["broadcast columns"] = np.lib.stride_tricks.as_strided(x[:, :1], x.shape, (x.strides[0], 0))
+    return layouts
 
 
 SHAPES = [(5, 7, 3), (1, 4, 6), (6, 1, 2), (3, 5, 1), (0, 3, 2), (3, 0, 4), (1, 1, 1), (70, 33, 65)]
@@ -34,6 +42,10 @@ SHAPES = [(5, 7, 3), (1, 4, 6), (6, 1, 2), (3, 5, 1), (0, 3, 2), (3, 0, 4), (1, 
 def test_gemm_matches_numpy_on_every_layout(m, k, n):
     rng = np.random.default_rng(m * 100 + k * 10 + n)
     a0, b0, c0 = rng.standard_normal((m, k)), rng.standard_normal((k, n)), rng.standard_normal((m, n))
+    _check_layouts(a0, b0, c0)
+
+
+def _check_layouts(a0, b0, c0):
     for a_name, a in _layouts(a0).items():
         for b_name, b in _layouts(b0).items():
             for c_name in ("C", "F"):
@@ -42,6 +54,13 @@ def test_gemm_matches_numpy_on_every_layout(m, k, n):
                     _gemm(a, b, c, alpha, beta)
                     np.testing.assert_allclose(c, alpha * (a0 @ b0) + beta * c0, rtol=1e-12, atol=1e-12,
                                                err_msg=f"a {a_name}, b {b_name}, c {c_name}, {alpha}, {beta}")
+
+
+def test_broadcast_operands_are_read_as_numpy_reads_them():
+    rng = np.random.default_rng(2)
+    row, col = rng.standard_normal((1, 6)), rng.standard_normal((4, 1))
+    _check_layouts(np.repeat(row, 4, axis=0), rng.standard_normal((6, 3)), rng.standard_normal((4, 3)))
+    _check_layouts(rng.standard_normal((5, 4)), np.repeat(col, 7, axis=1), rng.standard_normal((5, 7)))
 
 
 def test_beta_zero_never_reads_c_so_nan_garbage_is_overwritten():

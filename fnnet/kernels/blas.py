@@ -50,35 +50,42 @@ _N, _T = 78, 84  # 'N' and 'T': BLAS reads the first byte of the (little-endian)
 
 
 @helper
-def _operand(x, unit_cols, slot, ints):
-    """Describe the row-major matrix ``x`` to column-major BLAS, which sees it transposed: writes the
-    transpose flag to ``ints[slot]`` and the leading dimension to ``ints[slot + 1]``."""
+def _operand(x, by_rows, slot, ints):
+    """Describe the matrix ``x`` to column-major BLAS: writes the transpose flag to ``ints[slot]`` and the
+    leading dimension to ``ints[slot + 1]``.  ``by_rows``: x's rows lie contiguous (see :func:`_rows_ok`), so
+    column-major reads x^T as it is; otherwise its columns do, column-major reads x, and BLAS transposes."""
     size = x.itemsize
     rows, cols = x.shape
-    if unit_cols:  # rows lie contiguous: column-major reads x^T as it is
+    if by_rows:
         ints[slot] = _N
-        ints[slot + 1] = max(x.strides[0] // size, cols, 1)
-    else:  # columns lie contiguous: column-major reads x, and BLAS transposes it
+        ints[slot + 1] = x.strides[0] // size if rows > 1 else max(cols, 1)
+    else:
         ints[slot] = _T
-        ints[slot + 1] = max(x.strides[1] // size, rows, 1)
+        ints[slot + 1] = x.strides[1] // size if cols > 1 else max(rows, 1)
 
 
 @helper
-def _unit_cols(x):
-    return x.shape[1] <= 1 or x.strides[1] == x.itemsize
+def _rows_ok(x):
+    """Each row of ``x`` is contiguous and rows follow each other forward without overlap."""
+    rows, cols = x.shape
+    size = x.itemsize
+    return (cols <= 1 or x.strides[1] == size) and (rows <= 1 or x.strides[0] >= size * max(cols, 1))
 
 
 @helper
-def _unit_rows(x):
-    return x.shape[0] <= 1 or x.strides[0] == x.itemsize
+def _cols_ok(x):
+    """Each column of ``x`` is contiguous and columns follow each other forward without overlap."""
+    rows, cols = x.shape
+    size = x.itemsize
+    return (rows <= 1 or x.strides[0] == size) and (cols <= 1 or x.strides[1] >= size * max(rows, 1))
 
 
 @helper
 def _gemm_row_major(a, b, c, alpha, beta):
     """``c = alpha * a @ b + beta * c`` for a ``c`` whose rows lie contiguous."""
-    if not (_unit_cols(a) or _unit_rows(a)):
+    if not (_rows_ok(a) or _cols_ok(a)):  # negative, zero (broadcast) or gapped strides: copy
         a = np.ascontiguousarray(a)
-    if not (_unit_cols(b) or _unit_rows(b)):
+    if not (_rows_ok(b) or _cols_ok(b)):
         b = np.ascontiguousarray(b)
     m, k = a.shape
     n = b.shape[1]
@@ -90,12 +97,12 @@ def _gemm_row_major(a, b, c, alpha, beta):
                 c[i, j] = 0.0 if beta == 0.0 else beta * c[i, j]
         return
     ints = np.empty(9, np.int32)  # transb, ldb, transa, lda, n, m, k, ldc, (unused)
-    _operand(b, _unit_cols(b), 0, ints)
-    _operand(a, _unit_cols(a), 2, ints)
+    _operand(b, _rows_ok(b), 0, ints)
+    _operand(a, _rows_ok(a), 2, ints)
     ints[4] = n
     ints[5] = m
     ints[6] = k
-    ints[7] = max(c.strides[0] // c.itemsize, n, 1)
+    ints[7] = c.strides[0] // c.itemsize if m > 1 else max(n, 1)
     scalars = np.empty(2, c.dtype)
     scalars[0] = alpha
     scalars[1] = beta
@@ -112,11 +119,12 @@ def _gemm_row_major(a, b, c, alpha, beta):
 def gemm(a, b, c, alpha=1.0, beta=0.0):
     """``c[...] = alpha * a @ b + beta * c`` for 2-D float32 or float64 arrays of one dtype (views allowed).
 
-    ``c`` must have a unit stride along one axis (any slice of rows of a C-contiguous array, or its
-    transpose); ``a`` and ``b`` may be any 2-D views (one that has no unit stride is copied first).  With
+    ``c`` must have contiguous rows or columns laid out forward (any slice of rows of a C-contiguous array,
+    or its transpose); ``a`` and ``b`` may be any 2-D views (one with negative, zero or gapped strides is
+    copied first).  With
     ``beta=0`` the old contents of ``c`` are never read, so it may be uninitialised.  Shapes are not checked.
     """
-    if _unit_cols(c):
+    if _rows_ok(c):
         _gemm_row_major(a, b, c, alpha, beta)
     else:
         _gemm_row_major(b.T, a.T, c.T, alpha, beta)
