@@ -79,3 +79,24 @@ def test_float32_and_matmul():
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_matmul(a[::2], b), a[::2].astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_every_kernel_file_shares_one_cache_stamp_so_a_helper_edit_recompiles_its_callers():
+    import numba.core.caching as caching
+
+    from fnnet.kernels import _jit, blas, dense
+
+    assert _jit.SHARED_SOURCE_STAMP
+    locators = caching.CacheImpl._locator_classes
+    ours = [cls for cls in locators if cls.__name__.startswith("FnnetKernels")]
+    assert len(ours) == 3 and locators[:3] == ours  # consulted before Numba's own, once per process
+
+    def stamp(dispatcher):
+        for cls in locators:
+            locator = cls.from_function(dispatcher.py_func, dispatcher.py_func.__code__.co_filename)
+            if locator is not None:
+                return type(locator).__name__, locator.get_source_stamp()
+
+    kind, stamp_dense = stamp(dense.linear_fwd)
+    assert kind.startswith("FnnetKernels") and stamp(blas.gemm)[1] == stamp_dense
+    assert not stamp(_gemm)[0].startswith("FnnetKernels")  # code outside fnnet/kernels keeps Numba's stamp

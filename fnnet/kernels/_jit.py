@@ -16,12 +16,19 @@ Caching
 Every kernel is compiled with ``cache=True`` when a writable cache location exists, so a second process
 starts in a fraction of a second.  When none exists (read-only install, no writable home), caching is
 turned off instead of letting ``import`` fail.  ``FNNET_DISABLE_CACHE=1`` turns it off on purpose.
+
+Numba decides whether a cached kernel is stale from its own source file only, but a kernel also compiles
+in the helpers it calls from other files (``blas.gemm``, the vectorised maths): after an edit of
+``blas.py`` alone (a ``git pull`` on an editable install), ``dense.py``'s kernels would load old machine
+code.  So every file in this folder shares one source stamp, made from all of their modification times and
+sizes: a change to any kernel file recompiles every kernel.
 """
 
 from __future__ import annotations
 
 import ctypes
 import glob
+import hashlib
 import os
 import sys
 import tempfile
@@ -140,6 +147,44 @@ def _keep_freed_memory():
 
 
 THREADING_LAYER = _choose_threading_layer()
+def _stamp_kernel_files_together() -> bool:
+    """Make Numba's cache see one source stamp for every kernel file of this folder (see the module
+    docstring); other code's caching is untouched.  False when Numba's cache locators are not found."""
+    try:
+        from numba.core import caching
+
+        bases = [caching.UserProvidedCacheLocator, caching.InTreeCacheLocator, caching.UserWideCacheLocator]
+        locators = caching.CacheImpl._locator_classes
+    except (ImportError, AttributeError):
+        return False
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            stat = os.stat(os.path.join(here, name))
+            digest.update(f"{name}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+    stamp = digest.hexdigest()
+
+    def shared_stamp(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return stamp
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != here:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = Locator.__qualname__ = f"FnnetKernels{base.__name__}"
+        return Locator
+
+    if not any(cls.__name__.startswith("FnnetKernels") for cls in locators):
+        locators[:0] = [shared_stamp(base) for base in bases]
+    return True
+
+
+SHARED_SOURCE_STAMP = _stamp_kernel_files_together()
 CACHE_ENABLED = _cache_possible()
 KERNEL_BLAS = _single_threaded_kernel_blas()
 KEEPS_FREED_MEMORY = _keep_freed_memory()
