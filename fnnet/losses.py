@@ -15,7 +15,7 @@ import numpy as np
 
 from . import kernels as K
 from . import ops
-from .autodiff import Tracer, primitive
+from .autodiff import Batched, Tracer, primitive
 from .ops._validate import check_array, check_float, check_same_dtype, contiguous, value
 
 __all__ = [
@@ -85,6 +85,10 @@ def _check_labels(op, labels, n, num_classes):
     """``labels`` as a plain int32/int64 array of ``n`` class indices (see ``check_array``)."""
     if type(labels) is Tracer:
         raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
+    if type(labels) is Batched:  # fnnet.vmap: example 0 as usual, then every example's labels as one array
+        _check_labels(op, labels.value[0], n, num_classes)
+        flat = _check_labels(op, labels.value.reshape(-1), labels.value.size, num_classes)
+        return Batched(flat.reshape(labels.value.shape))
     labels = check_array(op, "labels", labels)
     if type(labels) is not np.ndarray or labels.dtype not in (np.int32, np.int64):
         got = labels.dtype if type(labels) is np.ndarray else type(labels).__name__
@@ -168,7 +172,8 @@ def softmax_cross_entropy_with_probs(logits, targets, reduction="mean"):
         A scalar ``()`` for "mean"/"sum", ``(batch,)`` for "none".
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: shapes differ; an unknown reduction.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: shapes differ; an unknown reduction.
     """
     op = "softmax_cross_entropy_with_probs"
     logits = _check_logits(op, logits)
@@ -208,7 +213,8 @@ def mse(pred, target, reduction="mean"):
         A scalar for "mean"/"sum", ``pred``'s shape for "none".
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: shapes differ; an unknown reduction.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: shapes differ; an unknown reduction.
     """
     _check_pair("mse", "pred", pred, "target", target, reduction)
     d = ops.subtract(pred, target)
@@ -230,7 +236,8 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
         A scalar for "mean"/"sum", ``logits``'s shape for "none".
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: shapes differ; an unknown reduction.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: shapes differ; an unknown reduction.
     """
     _check_pair("binary_cross_entropy_with_logits", "logits", logits, "targets", targets, reduction)
     loss = ops.subtract(ops.softplus(logits), ops.multiply(logits, targets))
@@ -250,7 +257,8 @@ def accuracy(logits, labels) -> float:
         A Python float in [0, 1]; NaN for an empty batch.
 
     Raises:
-        TypeError: labels not integers.  ValueError: wrong ndim or shapes.
+        TypeError: labels not integers.
+        ValueError: wrong ndim or shapes.
     """
     x = np.asarray(value(logits))
     y = np.asarray(value(labels))
@@ -266,3 +274,70 @@ def accuracy(logits, labels) -> float:
         raise ValueError(f"accuracy: logits expected at least 1 class, got shape {x.shape}; there is no arg-max "
                          "over 0 classes")
     return float(np.mean(np.argmax(x, axis=1) == y))
+
+
+# ---------------------------------------------------------------------- fnnet.vmap batching rules
+# Each example's (rows, classes) logits: every example's rows go through the fused kernels at once.
+
+def _example_rows(v, batched, n):
+    """``v (rows, ...)`` of every example as one ``(n * rows, ...)`` array (an unbatched ``v`` repeated)."""
+    v = v if batched else np.broadcast_to(v, (n, *v.shape))
+    return contiguous(v).reshape(n * v.shape[1], *v.shape[2:])
+
+
+def _example_totals(losses, reduction, n):
+    """Each example's reduced loss from the per-row ``losses``, and the per-row scale of the backward."""
+    per_example = losses.reshape(n, -1)
+    rows = per_example.shape[1]
+    if reduction == "none":
+        return per_example, 1.0
+    scale = 1.0 if reduction == "sum" else (1.0 / rows if rows else np.nan)
+    # summed serially in float64 in row order, as the kernel sums one example's rows
+    totals = np.cumsum(per_example, axis=1, dtype=np.float64)[:, -1] if rows else np.zeros(n)
+    return (totals * scale).astype(losses.dtype), scale
+
+
+def _row_cotangent(g, reduction, rows):
+    """The per-row cotangent of the example losses' cotangent ``g``."""
+    return contiguous(g).reshape(-1) if reduction == "none" else np.repeat(g, rows)
+
+
+def _softmax_cross_entropy_batch_fwd(values, batched, reduction):
+    logits, labels = values
+    n = (logits if batched[0] else labels).shape[0]
+    rows = logits.shape[-2]
+    label_rows = _example_rows(labels, batched[1], n)
+    losses, _, probs = K.softmax_cross_entropy_fwd(_example_rows(logits, batched[0], n), label_rows)
+    out, scale = _example_totals(losses, reduction, n)
+    return out, (probs, label_rows, scale, rows)
+
+
+def _softmax_cross_entropy_batch_vjp(res, g, batched, needs, reduction):
+    probs, labels, scale, rows = res
+    g_rows = _row_cotangent(g, reduction, rows)
+    d_logits = K.softmax_cross_entropy_bwd(probs, labels, g_rows, 1, g.dtype.type(scale))
+    return d_logits.reshape(g.shape[0], rows, -1), None
+
+
+_softmax_cross_entropy.defbatch(_softmax_cross_entropy_batch_fwd, _softmax_cross_entropy_batch_vjp)
+
+
+def _softmax_cross_entropy_probs_batch_fwd(values, batched, reduction):
+    logits, targets = values
+    n = (logits if batched[0] else targets).shape[0]
+    rows = logits.shape[-2]
+    t = _example_rows(targets, batched[1], n)
+    losses, _, logp = K.softmax_cross_entropy_probs_fwd(_example_rows(logits, batched[0], n), t)
+    out, scale = _example_totals(losses, reduction, n)
+    return out, (logp, t, scale, rows)
+
+
+def _softmax_cross_entropy_probs_batch_vjp(res, g, batched, needs, reduction):
+    logp, t, scale, rows = res
+    d_logits, d_targets = K.softmax_cross_entropy_probs_bwd(logp, t, _row_cotangent(g, reduction, rows), 1,
+                                                            g.dtype.type(scale))
+    return d_logits.reshape(g.shape[0], rows, -1), d_targets.reshape(g.shape[0], rows, -1)
+
+
+_softmax_cross_entropy_with_probs.defbatch(_softmax_cross_entropy_probs_batch_fwd,
+                                           _softmax_cross_entropy_probs_batch_vjp)

@@ -12,7 +12,8 @@ import threading
 
 import numpy as np
 
-from . import half
+from . import batching, half
+from .batching import Batched
 from .tape import Tracer
 
 __all__ = ["Primitive", "primitive", "registered_primitives", "get_primitive", "NON_DIFFERENTIABLE",
@@ -20,8 +21,8 @@ __all__ = ["Primitive", "primitive", "registered_primitives", "get_primitive", "
 
 _REGISTRY: dict[str, "Primitive"] = {}
 
-#: Operations that return integer or boolean results and therefore have no VJP by design.
 NON_DIFFERENTIABLE = ("argmax", "argmin", "one_hot", "comparisons (==, <, ...)", "random draws")
+"""Operations that return integer or boolean results and therefore have no VJP by design."""
 
 
 #: The process-wide default of the finite check, from ``FNNET_CHECK_FINITE``; a ``check_finite`` block
@@ -82,10 +83,13 @@ class Primitive:
             (for ops that handle dtypes themselves, such as casts; see ``fnnet.autodiff.half``).
         changes_dtype: when True, the output's dtype may differ from the float inputs' dtype; otherwise a
             forward returning, say, float64 from float32 inputs is rejected on its first call.
+
+    ``fnnet.vmap`` runs a primitive once on the whole batch when it has a batching rule (:meth:`defbatch`);
+    without one, ``vmap`` calls the function once per example.
     """
 
     __slots__ = ("name", "fwd", "bwd", "argnames", "num_aux", "input_mask", "raw_dtypes", "changes_dtype",
-                 "_fwd_checked", "_bwd_checked")
+                 "_fwd_checked", "_bwd_checked", "batch_rule")
 
     def __init__(self, name, fwd, bwd=None, *, argnames=None, num_aux=0, input_mask=False, raw_dtypes=False,
                  changes_dtype=False):
@@ -99,11 +103,17 @@ class Primitive:
         self.changes_dtype = changes_dtype
         self._fwd_checked = False  # the contract is checked on the first forward and the first backward
         self._bwd_checked = False
+        self.batch_rule = None  # fnnet.vmap's rule, see defbatch
 
     def defvjp(self, bwd):
         """Set the VJP rule ``bwd(residuals, g, **params) -> tuple of cotangents``; returns ``bwd``."""
         self.bwd = bwd
         return bwd
+
+    def defbatch(self, fwd, vjp):
+        """Set the batching rule ``fnnet.vmap`` uses (see ``fnnet.autodiff.batching.BatchRule`` for the
+        contract; ``batching.elementwise_batching`` and ``axis_batching`` build the common ones)."""
+        self.batch_rule = batching.BatchRule(fwd, vjp)
 
     def argname(self, i: int) -> str:
         if self.argnames is not None and i < len(self.argnames):
@@ -135,6 +145,7 @@ class Primitive:
     def _call(self, *args, **params):
         tape = None
         is_half = False
+        is_batched = False
         for a in args:
             t = type(a)
             if t is Tracer:
@@ -142,6 +153,12 @@ class Primitive:
                 is_half = is_half or a.value.dtype == half.HALF
             elif t is np.ndarray and a.dtype == half.HALF:
                 is_half = True
+            elif t is Batched:
+                is_batched = True
+        if is_batched or tape is not None and tape.batch_size:  # under fnnet.vmap
+            if tape is not None:
+                _check_tapes(self.name, tape, args)
+            return batching.call(self, tape, args, params)
         if is_half and not self.raw_dtypes:
             if tape is not None:
                 _check_tapes(self.name, tape, args)
@@ -314,6 +331,11 @@ def registered_primitives() -> dict:
 
 
 def get_primitive(name: str) -> Primitive:
+    """The registered :class:`Primitive` called ``name``.
+
+    Raises:
+        KeyError: no primitive has that name; the message lists the registered names.
+    """
     try:
         return _REGISTRY[name]
     except KeyError:

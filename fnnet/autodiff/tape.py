@@ -19,16 +19,24 @@ class Tape:
     Each entry is ``(primitive, residuals, params, parent_nodes, parent_shapes, out_nodes)``;
     ``parent_nodes[i]`` is ``-1`` for an argument that was not traced.  ``out_nodes`` is an int for a
     single-output entry or a tuple of ints for a multi-output one.
+
+    A tape with ``batch_size > 0`` belongs to a ``grad`` inside ``fnnet.vmap``: every cotangent on it holds
+    one per example, ``(batch_size, *shape)`` (see ``fnnet.autodiff.batching``).
     """
 
-    __slots__ = ("entries", "num_nodes", "active", "residual_bytes", "peak_residual_bytes")
+    __slots__ = ("entries", "num_nodes", "active", "residual_bytes", "peak_residual_bytes", "batch_size")
 
-    def __init__(self):
+    def __init__(self, batch_size: int = 0):
         self.entries = []
         self.num_nodes = 0
         self.active = True
         self.residual_bytes = 0
         self.peak_residual_bytes = 0
+        self.batch_size = batch_size
+
+    def cotangent_shape(self, shape: tuple) -> tuple:
+        """The shape of a cotangent of a value of ``shape`` (one example's) on this tape."""
+        return (self.batch_size, *shape) if self.batch_size else tuple(shape)
 
     def new_node(self) -> int:
         node = self.num_nodes
@@ -201,6 +209,7 @@ class Tracer:
 
 
 def is_tracer(x) -> bool:
+    """True when ``x`` is a :class:`Tracer`: a value being differentiated inside ``grad``."""
     return type(x) is Tracer
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import tree
 from .arrays import plain_array
+from .batching import Batched, scope_size
 from .primitive import Primitive, _check_tapes
 from .tape import Tape, Tracer, value_of
 
@@ -40,6 +41,9 @@ def _trace_leaves(tape, leaves, where="grad"):
             leaf = plain_array(where, f"leaf {i} of a differentiated argument (in fnnet.tree.paths order)", leaf)
             wrapped.append(Tracer(leaf, tape, tape.new_node()))
             positions.append(i)
+        elif type(leaf) is Batched and leaf.dtype.type in _FLOATS:  # under fnnet.vmap, vmapped by its in_axes
+            wrapped.append(Tracer(leaf, tape, tape.new_node()))
+            positions.append(i)
         else:
             wrapped.append(leaf)
     return wrapped, positions
@@ -53,14 +57,20 @@ def _leaf_gradient(g, value):
 
 
 def _gradient_leaves(original, wrapped, cotangents):
-    """Gradients for one argument's leaves, shaped and typed like the originals."""
+    """Gradients for one argument's leaves, shaped and typed like the originals (under ``fnnet.vmap``, a
+    gradient that reached a leaf is ``Batched``: one per example)."""
     out = []
     for leaf, w in zip(original, wrapped):
-        if type(w) is Tracer:
+        if type(w) is Tracer and w.tape.batch_size:
+            g = cotangents.get(w.node)
+            out.append(np.zeros(w.value.shape, w.value.dtype) if g is None else Batched(_leaf_gradient(g, w.value)))
+        elif type(w) is Tracer:
             g = _leaf_gradient(cotangents.get(w.node), w.value)
             out.append(type(leaf)(g) if isinstance(leaf, (float, np.floating)) else g)
         elif isinstance(leaf, np.ndarray):
             out.append(np.zeros_like(leaf))
+        elif type(leaf) is Batched:
+            out.append(np.zeros(leaf.shape, leaf.dtype))
         else:
             out.append(leaf)
     return out
@@ -142,7 +152,7 @@ def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), where)
-        tape = Tape()
+        tape = Tape(scope_size())
         args = list(args)
         traced = {}
         for n in nums:
@@ -159,7 +169,7 @@ def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
             _check_scalar_output(out, where)
             seeds = {}
             if type(out) is Tracer:
-                seeds[out.node] = np.ones(out.value.shape, dtype=out.value.dtype)
+                seeds[out.node] = np.ones(tape.cotangent_shape(out.value.shape), dtype=out.value.dtype)
             if on_gradient is None:
                 cotangents = tape.backward(seeds)
             else:
@@ -203,7 +213,7 @@ def grad(f, argnums=0, has_aux=False):
 
 def _check_scalar_output(out, where):
     value = value_of(out)
-    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.type not in _FLOATS:
+    if not isinstance(value, (np.ndarray, np.generic, Batched)) or value.dtype.type not in _FLOATS:
         raise TypeError(
             f"{where}: f must return a float scalar array, got {type(value).__name__}"
             f"{'' if not hasattr(value, 'dtype') else ' of dtype ' + str(value.dtype)}; "
@@ -316,7 +326,7 @@ def checkpoint(f):
     def wrapped(*args, **kwargs):
         leaves, treedef = tree.flatten((args, kwargs))
         tape = next((leaf.tape for leaf in leaves if type(leaf) is Tracer), None)
-        if tape is None:
+        if tape is None or scope_size():  # under fnnet.vmap: recorded as it runs (same values, more memory)
             return f(*args, **kwargs)
         _check_tapes(where, tape, leaves)  # a leaked tracer: the same error an op raises
         values = [value_of(leaf) for leaf in leaves]

@@ -6,14 +6,17 @@ installs them here.
 
 from __future__ import annotations
 
-from ..autodiff import Tracer
+import operator
+
+from ..autodiff import Batched, Tracer
+from ..autodiff.batching import apply_to_values
 from . import arithmetic as A
 from . import elementwise as E
 from . import indexing as I
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
-from ._ufuncs import array_ufunc
+from ._ufuncs import array_ufunc, batched_array_ufunc
 
 
 def _compare(fn):
@@ -52,3 +55,24 @@ def install() -> None:
     T.sum = lambda s, axis=None, keepdims=False: R.sum(s, axis, keepdims)
     T.mean = lambda s, axis=None, keepdims=False: R.mean(s, axis, keepdims)
     T.max = lambda s, axis=None, keepdims=False: R.max(s, axis, keepdims)
+    _install_batched(T)
+
+
+_SHARED = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+           "__pow__", "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "T", "reshape",
+           "transpose", "sum", "mean", "max")
+_COMPARISONS = {"__lt__": operator.lt, "__le__": operator.le, "__gt__": operator.gt, "__ge__": operator.ge,
+                "__eq__": operator.eq, "__ne__": operator.ne}
+
+
+def _install_batched(T) -> None:
+    """The tracer's operators on ``Batched`` values (``fnnet.vmap``): the same ops; comparisons give one
+    boolean array per example; labels and masks are indexed per example."""
+    B = Batched
+    for name in _SHARED:
+        setattr(B, name, vars(T)[name])
+    for name, fn in _COMPARISONS.items():
+        setattr(B, name, lambda s, o, fn=fn: apply_to_values(fn, s, o))
+    B.__hash__ = object.__hash__
+    B.__getitem__ = lambda s, index: I.getitem(s, index) if s.dtype.kind == "f" else s.select(index)
+    B.__array_ufunc__ = batched_array_ufunc

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff import Tracer
+from ..autodiff import NoBatchingRule, Tracer
+from ..autodiff.batching import apply_to_values
 from . import arithmetic as A
 from . import elementwise as E
 from . import linalg as L
@@ -64,6 +65,18 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     if op is not None:
         return op(*inputs)
     raise TypeError(f"{name} is not differentiable in fnnet (no fnnet.ops function implements it); {_advice(name)}")
+
+
+def batched_array_ufunc(batched, ufunc, method, *inputs, **kwargs):
+    """``Batched.__array_ufunc__`` (``fnnet.vmap``): the fnnet op for ``ufunc``, a boolean test per example;
+    anything else cannot run on the whole batch, and vmap runs its per-example loop."""
+    if method == "__call__" and not kwargs:
+        if ufunc in BOOLEAN:
+            return apply_to_values(ufunc, *inputs)
+        op = DIFFERENTIABLE.get(ufunc)
+        if op is not None:
+            return op(*inputs)
+    raise NoBatchingRule(f"np.{ufunc.__name__} (method {method!r}) was applied to a batched value")
 
 
 def _advice(name):

@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from .. import kernels as K
-from ..autodiff import Tracer, half
+from ..autodiff import Batched, Tracer, half
 from ..autodiff.arrays import check_live, plain_array
 
 #: float16 is accepted as a storage type: primitives compute it in float32 (``fnnet.autodiff.half``).
@@ -56,8 +56,12 @@ def check_float(op: str, arg: str, x):
         if isinstance(v, (np.ndarray, np.generic)) and v.dtype.type in FLOAT_DTYPES:
             # a user primitive returned a numpy scalar or an ndarray subclass: the same node, a plain value
             return Tracer(plain_array(op, arg, v if isinstance(v, np.ndarray) else np.asarray(v)), x.tape, x.node)
+        if type(v) is Batched and v.dtype.type in FLOAT_DTYPES:
+            return x
     elif type(x) is np.ndarray and x.dtype.type in FLOAT_DTYPES and x.dtype.isnative and x.flags.aligned:
         return x  # the common case, checked cheaply
+    elif type(x) is Batched and x.dtype.type in FLOAT_DTYPES:  # every example under fnnet.vmap
+        return x
     elif isinstance(x, np.ndarray):
         x = plain_array(op, arg, x)
         if x.dtype.type not in FLOAT_DTYPES:
@@ -75,8 +79,8 @@ def check_float(op: str, arg: str, x):
 
 
 def is_array(x) -> bool:
-    """A numpy array of any dtype (subclasses included) or a tracer."""
-    return type(x) is Tracer or isinstance(x, np.ndarray)
+    """A numpy array of any dtype (subclasses included), a tracer, or a batched array (``fnnet.vmap``)."""
+    return type(x) is Tracer or isinstance(x, np.ndarray) or type(x) is Batched
 
 
 def check_optional_floats(op: str, **arrays) -> tuple:
@@ -139,8 +143,8 @@ def check_ndim(op: str, arg: str, x, ndims, meaning: str = "") -> None:
 
 def _weak_dtype(like) -> np.dtype:
     v = value(like)
-    return np.dtype(v.dtype.type) if isinstance(v, (np.ndarray, np.generic)) and v.dtype.type in FLOAT_DTYPES \
-        else np.dtype(np.float64)
+    return np.dtype(v.dtype.type) if isinstance(v, (np.ndarray, np.generic, Batched)) \
+        and v.dtype.type in FLOAT_DTYPES else np.dtype(np.float64)
 
 
 def as_operand(op, arg, x, like=None):
@@ -149,7 +153,9 @@ def as_operand(op, arg, x, like=None):
     float32.  A 0-d array keeps its dtype, like the traced 0-d value ``x[1]`` it may stand for."""
     if isinstance(x, np.ndarray) and x.dtype == np.bool_:  # masks such as x * (x > 0): exact in any float dtype
         return plain_array(op, arg, x).astype(_weak_dtype(like))
-    if type(x) is Tracer or isinstance(x, np.ndarray):
+    if type(x) is Batched and x.dtype == np.bool_:  # the same, one mask per example (fnnet.vmap)
+        return x.astype(_weak_dtype(like))
+    if type(x) is Tracer or isinstance(x, np.ndarray) or type(x) is Batched:
         return check_float(op, arg, x)
     if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
         return np.asarray(x, dtype=_weak_dtype(like))

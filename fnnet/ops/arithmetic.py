@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels as K
-from ..autodiff import primitive
+from ..autodiff import Batched, primitive
+from ..autodiff.batching import elementwise_batching
 from ._validate import as_operand, check_array, check_same_dtype, contiguous, value
 
 __all__ = ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where"]
@@ -162,7 +163,7 @@ def where(condition, a, b):
         a, b: float arrays of one dtype, or numbers.
     """
     cond = value(condition)
-    if not isinstance(cond, np.ndarray) or cond.dtype != np.bool_:
+    if not isinstance(cond, (np.ndarray, Batched)) or cond.dtype != np.bool_:  # Batched: a mask per example (vmap)
         raise TypeError(
             f"where: condition must be a boolean numpy array, got "
             f"{getattr(cond, 'dtype', type(cond).__name__)}; build it with a comparison such as x > 0"
@@ -176,3 +177,8 @@ def where(condition, a, b):
             f"where: condition {cond.shape}, a {value(a).shape} and b {value(b).shape} do not broadcast"
         ) from None
     return _where(cond, a, b)
+
+
+# fnnet.vmap: the examples broadcast against unbatched operands, per example (numpy's rules)
+for _prim in (_add, _subtract, _multiply, _divide, _maximum, _minimum, _power, _where):
+    elementwise_batching(_prim)

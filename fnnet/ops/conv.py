@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels as K
-from ..autodiff import primitive
+from ..autodiff import NoBatchingRule, primitive
 from ._validate import check_float, check_same_dtype, contiguous, value
 from .geometry import conv_shape, conv_window, is_int, output_sizes
 
@@ -63,7 +63,7 @@ def conv2d_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=
         ``(N, out_ch, out_h, out_w)``.
 
     Raises:
-        the same TypeError/ValueError as :func:`conv2d` for bad shapes or hyperparameters.
+        TypeError, ValueError: as :func:`conv2d` for bad shapes or hyperparameters.
     """
     return conv_shape("conv2d_output_shape", 2, x_shape, weight_shape, stride, padding, dilation, groups)[0]
 
@@ -155,8 +155,8 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, a
     Raises:
         TypeError: non-float or mismatched dtypes, or non-int hyperparameters.
         ValueError: wrong ranks, channel mismatch (shows x.shape, weight.shape and in_ch/groups), groups not
-        dividing the channels, non-positive stride/dilation, negative padding, 'same' with stride > 1, or a
-        kernel larger than the padded input.
+            dividing the channels, non-positive stride/dilation, negative padding, 'same' with stride > 1, or
+            a kernel larger than the padded input.
     """
     op = "conv2d"
     x, weight, bias = _checked_arrays(op, x, weight, bias)
@@ -187,7 +187,7 @@ def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
         ``(N, out_ch, out_l)`` with ``out_l = conv_output_size(L, k, stride, padding, dilation)``.
 
     Raises:
-        as :func:`conv2d`, with shapes ``(N, C, L)`` and ``(out_ch, C/groups, k)``.
+        TypeError, ValueError: as :func:`conv2d`, with shapes ``(N, C, L)`` and ``(out_ch, C/groups, k)``.
     """
     op = "conv1d"
     x, weight, bias = _checked_arrays(op, x, weight, bias)
@@ -195,3 +195,45 @@ def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     _check_bias_and_size(op, x, bias, out[1])
     return _conv1d(x, weight, bias, stride=(1, window.stride[0]), pad_top=0, pad_left=window.before[0],
                    dilation=(1, window.dilation[0]), out_hw=(1, out[2]))
+
+
+# ---------------------------------------------------------------------- fnnet.vmap batching rules
+# One weight for every example: the examples' images go through the kernels as one batch; the weight and
+# bias gradients are taken per example (one weight-gradient kernel call each) instead of summed.
+
+def _conv2d_batch_fwd(values, batched, **params):
+    x, weight, bias = values
+    if batched[1] or batched[2]:
+        raise NoBatchingRule("conv2d with a weight or bias per example has no batching rule")
+    y, res = _conv2d_fwd(x.reshape(-1, *x.shape[2:]), weight, bias, **params)
+    return y.reshape(x.shape[0], -1, *y.shape[1:]), res
+
+
+def _conv2d_batch_vjp(res, g, batched, needs, *, stride, pad_top, pad_left, dilation, out_hw, relu=False):
+    x, w3, w_shape, has_bias, y = res
+    n = g.shape[0]
+    g = contiguous(g).reshape(x.shape[0], *g.shape[2:])
+    if relu:
+        g = K.relu_bwd(y.reshape(-1), g.reshape(-1)).reshape(g.shape)
+    taps = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], w_shape[2], w_shape[3])
+    gx = K.conv2d_bwd_input(g, w3, x.shape[2], x.shape[3], *taps).reshape(n, -1, *x.shape[1:]) if needs[0] else None
+    per_example = [K.conv2d_bwd_weight(xi, gi, w3.shape[0], *taps, has_bias and needs[2])
+                   for xi, gi in zip(np.split(x, n), np.split(g, n))] if needs[1] or needs[2] else []
+    gw = np.stack([gw.reshape(w_shape) for gw, _ in per_example]) if needs[1] else None
+    gb = np.stack([gb for _, gb in per_example]) if has_bias and needs[2] else None
+    return gx, gw, gb
+
+
+def _conv1d_batch_fwd(values, batched, **params):
+    x, weight, bias = values
+    y, res = _conv2d_batch_fwd((x[:, :, :, None], weight[:, :, None], bias), batched, **params)
+    return y[:, :, :, 0], res
+
+
+def _conv1d_batch_vjp(res, g, batched, needs, **params):
+    gx, gw, gb = _conv2d_batch_vjp(res, g[:, :, :, None], batched, needs, **params)
+    return (None if gx is None else gx[:, :, :, 0]), (None if gw is None else gw[:, :, :, 0]), gb
+
+
+_conv2d.defbatch(_conv2d_batch_fwd, _conv2d_batch_vjp)
+_conv1d.defbatch(_conv1d_batch_fwd, _conv1d_batch_vjp)

@@ -72,7 +72,7 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     Raises:
         TypeError: non-float or mismatched dtypes, or non-int hyperparameters.
         ValueError: wrong ranks, ``x`` channels not matching ``weight.shape[0]``, groups not dividing the
-        channels, bad stride/dilation/padding/output_padding, ``padding='same'``, or an empty output.
+            channels, bad stride/dilation/padding/output_padding, ``padding='same'``, or an empty output.
     """
     op = "conv_transpose2d"
     x = check_float(op, "x", x)

@@ -80,7 +80,7 @@ def channel_dropout(x, key=None, rate=0.5, *, train=True):
         An array shaped like ``x`` (``x`` itself when nothing is dropped).
 
     Raises:
-        As :func:`dropout`; ValueError also when ``x`` has fewer than 3 dimensions.
+        TypeError, ValueError: as :func:`dropout`; ValueError also when ``x`` has fewer than 3 dimensions.
     """
     op = "channel_dropout"
     x, active = _active(op, x, key, rate, train)

@@ -111,10 +111,10 @@ def einsum(subscripts: str, *operands):
         The result, with the axes of the output subscripts.
 
     Raises:
-        TypeError: non-float or mixed dtypes, ``subscripts`` not a str.  ValueError: an ellipsis, more than two
-        operands, a repeated index within one operand (diagonals), an output index in no operand or repeated,
-        subscripts that do not match an operand's ndim, or one index with two different sizes (size-1
-        axes are not broadcast).
+        TypeError: non-float or mixed dtypes, ``subscripts`` not a str.
+        ValueError: an ellipsis, more than two operands, a repeated index within one operand (diagonals),
+            an output index in no operand or repeated, subscripts that do not match an operand's ndim, or one
+            index with two different sizes (size-1 axes are not broadcast).
 
     Example::
 

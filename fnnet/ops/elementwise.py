@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
+from ..autodiff.batching import elementwise_batching
 from ._validate import as_number, check_float, contiguous, value
 
 __all__ = [
@@ -163,3 +164,9 @@ def softplus(x):
 def erf(x):
     """Error function ``2/sqrt(pi) * integral_0^x exp(-t**2) dt``; gradient ``2/sqrt(pi) * exp(-x**2)``."""
     return _erf(_checked("erf", x))
+
+
+# fnnet.vmap: every unary op runs once on the whole batch
+for _prim in (_negative, _exp, _log, _sqrt, _abs, _clip, _relu, _leaky_relu, _elu, _gelu, _sigmoid, _tanh, _softplus,
+              _erf):
+    elementwise_batching(_prim)

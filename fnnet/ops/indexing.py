@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import Tracer, primitive
+from ..autodiff.batching import axis_batching
 from ..autodiff.arrays import plain_array
 from ._validate import check_float, contiguous, value
 
@@ -239,7 +240,8 @@ def take(x, indices, axis=0):
         ``x.shape[:axis] + I + x.shape[axis+1:]``.  Repeated indices accumulate in the gradient.
 
     Raises:
-        TypeError: non-float ``x`` or non-integer ``indices``.  ValueError: ``axis`` out of range.
+        TypeError: non-float ``x`` or non-integer ``indices``.
+        ValueError: ``axis`` out of range.
         IndexError: an index out of range.
     """
     x = check_float("take", "x", x)
@@ -369,3 +371,10 @@ def stack(xs, axis=0):
                 "have the same shape"
             )
     return _stack(*xs, axis=int(axis) % ndim)
+
+
+# fnnet.vmap: basic indexing of each example (advanced indexing has no batching rule yet); joins along each
+# example's axis
+axis_batching(_getitem, lambda p, n: {"index": (slice(None), *p["index"])})
+for _prim in (_concatenate, _stack):
+    axis_batching(_prim, lambda p, n: {"axis": p["axis"] + 1})

@@ -9,6 +9,7 @@ import numpy as np
 from .. import kernels as K
 from ..kernels import broadcast_matmul as KB
 from ..autodiff import primitive
+from ..autodiff.batching import expand_examples, unbroadcast_examples
 from ._validate import check_float, check_same_dtype, contiguous, value
 
 __all__ = ["matmul", "linear"]
@@ -47,7 +48,8 @@ def linear(x, weight, bias=None, *, activation=None):
         ``(..., out_features)``, the dtype of ``x``.
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: incompatible shapes.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: incompatible shapes.
     """
     x = check_float("linear", "x", x)
     weight = check_float("linear", "weight", weight)
@@ -135,8 +137,8 @@ def matmul(a, b):
         ``(*broadcast(batch_a, batch_b), n, m)``, with the axes of 1-D operands dropped as numpy does.
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: a 0-d operand, inner sizes that differ,
-        batch shapes that do not broadcast.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: a 0-d operand, inner sizes that differ, batch shapes that do not broadcast.
     """
     from .shape import reshape  # local: shape ops live in their own family
 
@@ -168,3 +170,79 @@ def matmul(a, b):
         new = ys[:-2] + ((ys[-2],) if not squeeze_a else ()) + ((ys[-1],) if not squeeze_b else ())
         y = reshape(y, new)
     return y
+
+
+# ---------------------------------------------------------------------- fnnet.vmap batching rules
+
+def _per_example_weight_grads(x3, g3, need_w, need_b):
+    """Each example's ``x.T @ g`` and bias gradient (the column sums of ``g``), for ``x3 (n or 1, rows, in)``
+    and ``g3 (n, rows, out)``: one batched product instead of their sum over the batch."""
+    gw = gb = None
+    if need_w and x3.shape[1] == 1:  # one row per example: outer products, exactly what a k=1 GEMM computes
+        gw = x3[:, 0, :, None] * g3[:, 0, None, :]
+    elif need_w:
+        gw = np.matmul(x3.transpose(0, 2, 1), g3)
+    if need_b:
+        gb = g3[:, 0].copy() if g3.shape[1] == 1 else g3.sum(axis=1)
+    return gw, gb
+
+
+def _linear_batch_fwd(values, batched, relu=False):
+    x, w, b = values
+    if not (batched[1] or batched[2]):  # one weight for every example: the examples' rows go through one GEMM
+        return _linear_fwd(x, w, b, relu)
+    x_shape = x.shape[1:] if batched[0] else x.shape
+    x3 = contiguous(x).reshape(x.shape[0] if batched[0] else 1, -1, x.shape[-1])
+    y3 = np.matmul(x3, w)  # per-example weights (n, in, out), or a per-example bias only
+    if b is not None:
+        y3 = y3 + (b[:, None, :] if batched[2] else b)
+    if relu:
+        y3 = np.where(y3 < 0, y3.dtype.type(0), y3)
+    out = y3.reshape(y3.shape[0], *x_shape[:-1], y3.shape[-1])
+    return out, (x3, w, b is not None, y3 if relu else None, x_shape)
+
+
+def _linear_batch_vjp(res, g, batched, needs, relu=False):
+    n = g.shape[0]
+    if not (batched[1] or batched[2]):
+        x2, w, has_bias, y, x_shape = res
+        g2 = contiguous(g).reshape(-1, w.shape[1])
+        if relu:
+            g2 = K.relu_mask(y, g2)
+        gx = K.linear_bwd(x2, w, g2, True, False, False)[0].reshape(x_shape) if needs[0] else None
+        x3 = x2.reshape(n, -1, x2.shape[1])
+    else:
+        x3, w, has_bias, y3, x_shape = res
+        g2 = contiguous(g).reshape(-1, w.shape[-1])
+        if relu:
+            g2 = np.where(y3.reshape(g2.shape) <= 0, g2.dtype.type(0), g2)
+        gx = np.matmul(g2.reshape(n, -1, w.shape[-1]), np.swapaxes(w, -1, -2)) if needs[0] else None
+        gx = None if gx is None else gx.reshape(n, *x_shape)
+    gw, gb = _per_example_weight_grads(x3, g2.reshape(n, -1, w.shape[-1]), needs[1], has_bias and needs[2])
+    return gx, gw, gb
+
+
+_linear.defbatch(_linear_batch_fwd, _linear_batch_vjp)
+
+
+def _matmul_batch_fwd(values, batched):
+    shapes = tuple(v.shape[1:] if b else v.shape for v, b in zip(values, batched))
+    ndim = max(len(s) for s in shapes)
+    a, b = (expand_examples(v, bt, ndim) for v, bt in zip(values, batched))
+    y, res = _matmul_fwd(a, b)
+    return y, (res, a, b, shapes)
+
+
+def _matmul_batch_vjp(residuals, g, batched, needs):
+    """Batched operands through the primitive's own VJP; an unbatched operand's cotangent per example."""
+    res, a, b, shapes = residuals
+    own = (needs[0] and batched[0], needs[1] and batched[1])
+    ga, gb = _matmul_bwd(res, g, own) if any(own) else (None, None)
+    if needs[0] and not batched[0]:
+        ga = np.matmul(g, np.swapaxes(b, -1, -2))
+    if needs[1] and not batched[1]:
+        gb = np.matmul(np.swapaxes(a, -1, -2), g)
+    return unbroadcast_examples(ga, shapes[0]), unbroadcast_examples(gb, shapes[1])
+
+
+_matmul.defbatch(_matmul_batch_fwd, _matmul_batch_vjp)

@@ -111,16 +111,18 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, train, momentum=0.1
         running_mean, running_var: ``(C,)`` state; may be None in training only (no running statistics
             are tracked: the returned ones are None too).
         train: bool, keyword-only.
-        momentum: in ``[0, 1]``.  eps: positive, added to the variance.
+        momentum: in ``[0, 1]``.
+        eps: positive, added to the variance.
 
     Returns:
         ``(y, new_running_mean, new_running_var)``: ``y`` like ``x`` (traced under ``grad``), the statistics as
         plain ``(C,)`` arrays of ``x``'s dtype.
 
     Raises:
-        TypeError: non-float or mismatched dtypes, non-bool ``train``.  ValueError: wrong rank or ``(C,)``
-        shapes, bad momentum/eps, missing running statistics in evaluation, or a single value per channel in
-        training ("Expected more than 1 value per channel when training").
+        TypeError: non-float or mismatched dtypes, non-bool ``train``.
+        ValueError: wrong rank or ``(C,)`` shapes, bad momentum/eps, missing running statistics in
+            evaluation, or a single value per channel in training ("Expected more than 1 value per channel
+            when training").
     """
     op = "batch_norm"
     x = check_float(op, "x", x)
@@ -214,14 +216,16 @@ def layer_norm(x, gamma, beta, *, eps=1e-5, normalized_ndim=1):
     Args:
         x: ``(..., *S)`` with ``S`` its last ``normalized_ndim`` axes; float32 or float64, non-empty.
         gamma, beta: shaped ``S``, or None (1 and 0).
-        eps: positive.  normalized_ndim: int in ``[1, x.ndim]``, default 1 (the last axis).
+        eps: positive.
+        normalized_ndim: int in ``[1, x.ndim]``, default 1 (the last axis).
 
     Returns:
         An array like ``x``.
 
     Raises:
-        TypeError: non-float or mismatched dtypes, non-int ``normalized_ndim``.  ValueError: 0-d or empty
-        ``x``, ``gamma``/``beta`` not shaped ``S``, non-positive eps, ``normalized_ndim`` out of range.
+        TypeError: non-float or mismatched dtypes, non-int ``normalized_ndim``.
+        ValueError: 0-d or empty ``x``, ``gamma``/``beta`` not shaped ``S``, non-positive eps,
+            ``normalized_ndim`` out of range.
     """
     x, gamma, beta, eps = _check_trailing("layer_norm", x, normalized_ndim, eps, gamma=gamma, beta=beta)
     return _layer_norm(x, gamma, beta, eps=eps, normalized_ndim=int(normalized_ndim))
@@ -304,9 +308,9 @@ def group_norm(x, num_groups, gamma, beta, *, eps=1e-5):
         An array like ``x``.
 
     Raises:
-        TypeError: non-float or mismatched dtypes, non-int ``num_groups``.  ValueError: fewer than 2 dimensions
-        or empty ``x``, ``C`` not divisible by ``num_groups`` (or ``num_groups <= 0``), ``gamma``/``beta`` not
-        ``(C,)``, non-positive eps.
+        TypeError: non-float or mismatched dtypes, non-int ``num_groups``.
+        ValueError: fewer than 2 dimensions or empty ``x``, ``C`` not divisible by ``num_groups`` (or
+            ``num_groups <= 0``), ``gamma``/``beta`` not ``(C,)``, non-positive eps.
     """
     op = "group_norm"
     x = check_float(op, "x", x)

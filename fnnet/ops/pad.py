@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
+from ..autodiff.batching import axis_batching
 from ._validate import check_float, contiguous, value
 from .geometry import is_int
 
@@ -110,8 +111,9 @@ def pad(x, padding, mode="zeros"):
         cotangent is added to the input position it copies.
 
     Raises:
-        TypeError: non-float ``x``, malformed ``padding``.  ValueError: an unknown mode, negative padding, or
-        padding that the mode cannot produce from the axis (see ``mode``).
+        TypeError: non-float ``x``, malformed ``padding``.
+        ValueError: an unknown mode, negative padding, or padding that the mode cannot produce from the axis
+            (see ``mode``).
     """
     op = "pad"
     x = check_float(op, "x", x)
@@ -126,3 +128,7 @@ def pad(x, padding, mode="zeros"):
         if before or after:
             maps.append((axis, shape[axis], _source(shape[axis], before, after, mode)))
     return _pad(x, maps=tuple(maps)) if maps else x
+
+
+# fnnet.vmap: each example padded along its own axes
+axis_batching(_pad, lambda p, n: {"maps": tuple((axis + 1, length, source) for axis, length, source in p["maps"])})

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
+from ..autodiff.batching import sample_batching
 from ._validate import check_float, contiguous, value
 from .geometry import pool_shape
 
@@ -22,13 +23,14 @@ def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, dilation=1
     """The shape ``max_pool2d``/``avg_pool2d`` would return (any of N, C, H, W may be None).
 
     Args:
-        x_shape: ``(N, C, H, W)``.  kernel_size, stride, padding, dilation, ceil_mode: as for :func:`max_pool2d`.
+        x_shape: ``(N, C, H, W)``.
+        kernel_size, stride, padding, dilation, ceil_mode: as for :func:`max_pool2d`.
 
     Returns:
         ``(N, C, out_h, out_w)``, ``out_h = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1`` (see ``ceil_mode``).
 
     Raises:
-        the same TypeError/ValueError as the pooling ops.
+        TypeError, ValueError: as the pooling ops.
     """
     return pool_shape("pool2d_output_shape", 2, x_shape, kernel_size, stride, padding, dilation, ceil_mode)[0]
 
@@ -115,8 +117,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         ``ceil_mode``).
 
     Raises:
-        TypeError: non-float x or non-int sizes.  ValueError: wrong rank, non-positive kernel/stride/dilation,
-        negative padding or padding above half the kernel, a window larger than the padded input.
+        TypeError: non-float x or non-int sizes.
+        ValueError: wrong rank, non-positive kernel/stride/dilation, negative padding or padding above half
+            the kernel, a window larger than the padded input.
     """
     return _max_pool("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -172,7 +175,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True, *
         ``(N, C, out_h, out_w)`` as for :func:`max_pool2d`.
 
     Raises:
-        as :func:`max_pool2d`.
+        TypeError, ValueError: as :func:`max_pool2d`.
     """
     return _avg_pool("avg_pool2d", 2, x, kernel_size, stride, padding, count_include_pad, ceil_mode)
 
@@ -210,10 +213,16 @@ def global_avg_pool2d(x):
         ``(N, C)``.
 
     Raises:
-        TypeError: non-float x.  ValueError: wrong rank or an empty x.
+        TypeError: non-float x.
+        ValueError: wrong rank or an empty x.
     """
     op = "global_avg_pool2d"
     x = check_float(op, "x", x)
     if value(x).ndim != 4:
         raise ValueError(f"global_avg_pool2d: x must have 4 dimensions (N, C, H, W), got shape {value(x).shape}")
     return _global_avg_pool2d(_checked_x(op, x))
+
+
+# fnnet.vmap: every example's images pooled as one batch
+for _prim in (_max_pool2d, _max_pool1d, _avg_pool2d, _avg_pool1d, _global_avg_pool2d):
+    sample_batching(_prim)

@@ -121,8 +121,8 @@ def gru_sequence(x_proj, h0, weight_hh, bias_hh, *, reverse=False):
         ``(batch, time, H)``: the state after every step.
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: shapes that do not fit together, or
-        ``time == 0``.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: shapes that do not fit together, or ``time == 0``.
     """
     args = _checked("gru_sequence", 3, x_proj=x_proj, h0=h0, weight_hh=weight_hh, bias_hh=bias_hh)
     return _gru_sequence(*args, reverse=bool(reverse))
@@ -147,8 +147,8 @@ def lstm_sequence(x_proj, h0, c0, weight_hh, bias_hh, *, reverse=False):
         ``(batch, time, H)``: ``h`` after every step (the cell states are not returned).
 
     Raises:
-        TypeError: non-float or mismatched dtypes.  ValueError: shapes that do not fit together, or
-        ``time == 0``.
+        TypeError: non-float or mismatched dtypes.
+        ValueError: shapes that do not fit together, or ``time == 0``.
     """
     args = _checked("lstm_sequence", 4, x_proj=x_proj, h0=h0, c0=c0, weight_hh=weight_hh, bias_hh=bias_hh)
     return _lstm_sequence(*args, reverse=bool(reverse))

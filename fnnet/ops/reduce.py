@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
+from ..autodiff.batching import axis_batching
 from ._validate import check_float, contiguous, value
 
 __all__ = ["sum", "mean", "max"]
@@ -173,7 +174,7 @@ def max(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
 
     Raises:
         TypeError, ValueError: as for :func:`sum`; also ValueError for a maximum over an empty axis
-        (max has no identity; numpy raises too).
+            (max has no identity; numpy raises too).
     """
     x, axes, keepdims = _prepare("max", x, axis, keepdims)
     shape = value(x).shape
@@ -184,3 +185,7 @@ def max(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name)
         )
     return _max(x, axes=axes, keepdims=keepdims)
 
+
+# fnnet.vmap: reduce each example over its own axes (shifted past the batch axis)
+for _prim in (_sum, _mean, _max):
+    axis_batching(_prim, lambda p, n: {**p, "axes": tuple(a + 1 for a in p["axes"])})

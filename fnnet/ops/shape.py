@@ -12,6 +12,7 @@ import operator
 import numpy as np
 
 from ..autodiff import primitive
+from ..autodiff.batching import axis_batching
 from ._validate import check_float, value
 
 __all__ = ["reshape", "transpose"]
@@ -54,7 +55,8 @@ def reshape(x, shape):
         shape: an int or a sequence of ints (no floats: a size is never rounded).
 
     Raises:
-        TypeError: non-float ``x``; ``shape`` not ints.  ValueError: the sizes differ.
+        TypeError: non-float ``x``; ``shape`` not ints.
+        ValueError: the sizes differ.
     """
     x = check_float("reshape", "x", x)
     v = value(x)
@@ -77,8 +79,8 @@ def transpose(x, axes=None):
         ``(d_axes[0], ..., d_axes[n-1])``, a view.
 
     Raises:
-        TypeError: non-float ``x``; ``axes`` not ints.  ValueError: an axis out of range, repeated, or not
-        ``n`` of them.
+        TypeError: non-float ``x``; ``axes`` not ints.
+        ValueError: an axis out of range, repeated, or not ``n`` of them.
     """
     x = check_float("transpose", "x", x)
     v = value(x)
@@ -95,3 +97,8 @@ def transpose(x, axes=None):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {n} axes of shape {v.shape}; "
                          f"give each of 0..{n - 1} once")
     return _transpose(x, axes=axes)
+
+
+# fnnet.vmap: the batch axis stays first
+axis_batching(_reshape, lambda p, n: {"shape": (n, *p["shape"])})
+axis_batching(_transpose, lambda p, n: {"axes": (0, *(a + 1 for a in p["axes"]))})

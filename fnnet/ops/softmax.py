@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import primitive
+from ..autodiff.batching import axis_batching
 from ._validate import check_float, contiguous, normalize_axis, value
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
@@ -94,7 +95,8 @@ def softmax(x, axis=-1):
         ``x``'s shape and dtype; every slice along ``axis`` sums to 1.
 
     Raises:
-        TypeError: non-float ``x``, non-int ``axis``.  ValueError: 0-d ``x``, ``axis`` out of range.
+        TypeError: non-float ``x``, non-int ``axis``.
+        ValueError: 0-d ``x``, ``axis`` out of range.
     """
     x, axis = _check("softmax", x, axis)
     return _softmax(x, axis=axis)
@@ -119,11 +121,15 @@ def logsumexp(x, axis=-1, keepdims=False):
         whose maximum is ``+-inf`` gives that maximum.  Gradient: ``softmax(x, axis)`` times the cotangent.
 
     Raises:
-        TypeError: non-float ``x``, non-int ``axis``, non-bool ``keepdims``.  ValueError: 0-d ``x``,
-            ``axis`` out of range.
+        TypeError: non-float ``x``, non-int ``axis``, non-bool ``keepdims``.
+        ValueError: 0-d ``x``, ``axis`` out of range.
     """
     x, axis = _check("logsumexp", x, axis)
     if not isinstance(keepdims, (bool, np.bool_)):
         raise TypeError(f"logsumexp: keepdims expected a bool, got {keepdims!r}")
     return _logsumexp(x, axis=axis, keepdims=bool(keepdims))
 
+
+# fnnet.vmap: each example's axis, shifted past the batch axis
+for _prim in (_softmax, _log_softmax, _logsumexp):
+    axis_batching(_prim, lambda p, n: {**p, "axis": p["axis"] + 1})

@@ -54,8 +54,8 @@ def split(x, indices_or_sections, axis=0):
         A list of arrays (views of ``x``); their sizes along ``axis`` add up to ``x``'s.
 
     Raises:
-        TypeError: non-float ``x``; ``indices_or_sections`` or ``axis`` not ints.  ValueError: a 0-d ``x``,
-        ``axis`` out of range, a section count below 1 or not dividing the axis.
+        TypeError: non-float ``x``; ``indices_or_sections`` or ``axis`` not ints.
+        ValueError: a 0-d ``x``, ``axis`` out of range, a section count below 1 or not dividing the axis.
     """
     x, shape, axis = _checked("split", x, axis)
     n = shape[axis]
@@ -98,8 +98,8 @@ def chunk(x, chunks, axis=0):
         A list of arrays (views of ``x``).
 
     Raises:
-        TypeError: non-float ``x``; ``chunks`` or ``axis`` not an int.  ValueError: a 0-d ``x``, ``axis`` out of
-        range, ``chunks < 1``.
+        TypeError: non-float ``x``; ``chunks`` or ``axis`` not an int.
+        ValueError: a 0-d ``x``, ``axis`` out of range, ``chunks < 1``.
 
     Example: the query, key and value of an attention layer from one projection::
 
