@@ -24,7 +24,6 @@ from . import random as fnrandom
 
 __all__ = ["load_idx", "load_mnist", "load_digits", "batches", "IDX_DTYPES"]
 
-# IDX type code -> big-endian dtype of the data
 IDX_DTYPES = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
@@ -33,6 +32,7 @@ IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
+"""The IDX type code (third byte of the file) -> the big-endian dtype of the data, as :func:`load_idx` reads it."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 

@@ -51,8 +51,10 @@ __all__ = [
 
 _DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
-# Standard deviation of a standard normal truncated to [-2, 2]: sqrt(1 - 2 * 2 * phi(2) / (2 * Phi(2) - 1)).
 TRUNCATED_STD_2 = math.sqrt(1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi) / math.erf(math.sqrt(2.0)))
+"""0.8796: the standard deviation of a standard normal truncated to ``[-2, 2]``,
+``sqrt(1 - 2 * 2 * phi(2) / (2 * Phi(2) - 1))``.  :class:`VarianceScaling` divides by it so that its truncated
+draws have exactly the standard deviation asked for."""
 
 
 def fans(shape) -> tuple[int, int]:
@@ -291,17 +293,32 @@ def constant(value: float) -> Constant:
 
 
 glorot_uniform = xavier_uniform = VarianceScaling(1.0, "fan_avg", "uniform")
+"""Glorot (Xavier) uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio, 2010).
+The default ``w_init`` of ``Linear``."""
 glorot_normal = xavier_normal = VarianceScaling(1.0, "fan_avg", "normal")
+"""Glorot (Xavier) normal: zero mean, standard deviation ``sqrt(2 / (fan_in + fan_out))``."""
 he_uniform = kaiming_uniform = VarianceScaling(2.0, "fan_in", "uniform")
+"""He (Kaiming) uniform, for ReLU networks: ``U(-a, a)`` with ``a = sqrt(6 / fan_in)`` (He et al., 2015)."""
 he_normal = kaiming_normal = VarianceScaling(2.0, "fan_in", "normal")
+"""He (Kaiming) normal, for ReLU networks: zero mean, standard deviation ``sqrt(2 / fan_in)`` (He et al.,
+2015).  The default ``w_init`` of the convolution layers."""
 lecun_uniform = VarianceScaling(1.0, "fan_in", "uniform")
+"""LeCun uniform: ``U(-a, a)`` with ``a = sqrt(3 / fan_in)``."""
 lecun_normal = VarianceScaling(1.0, "fan_in", "truncated_normal")
+"""LeCun normal: a normal truncated at two standard deviations, rescaled to standard deviation
+``sqrt(1 / fan_in)``."""
 orthogonal = Orthogonal(1.0)
+"""A (semi-)orthogonal matrix with gain 1 (see :class:`Orthogonal`)."""
 truncated_normal = TruncatedNormal(0.01)
+"""``0.01 * z``, ``z`` a standard normal truncated to ``(-2, 2)`` (see :class:`TruncatedNormal`)."""
 normal = Normal(0.01)
+"""Normal draws with mean 0 and standard deviation 0.01."""
 uniform = Uniform(-0.01, 0.01)
+"""Uniform draws in ``[-0.01, 0.01)``."""
 zeros = Constant(0.0)
+"""All zeros: the default ``b_init`` of the layers with a bias."""
 ones = Constant(1.0)
+"""All ones (e.g. the scale of a normalization layer)."""
 
 _NAMED = {
     "glorot_uniform": glorot_uniform, "xavier_uniform": xavier_uniform, "glorot_normal": glorot_normal,
@@ -317,7 +334,8 @@ def register(cls):
     """Class decorator: make a user's frozen attrs initializer class known to :func:`from_config`.
 
     Raises:
-      TypeError: ``cls`` is not an attrs class. ValueError: the class name is already taken by another class.
+      TypeError: ``cls`` is not an attrs class.
+      ValueError: the class name is already taken by another class.
     """
     if not attrs.has(cls):
         raise TypeError(f"fnnet.init.register: expected an attrs class, got {cls!r}")
@@ -332,7 +350,8 @@ def get(name_or_init):
     returned unchanged.
 
     Raises:
-      ValueError: unknown name. TypeError: neither a string nor a callable.
+      ValueError: unknown name.
+      TypeError: neither a string nor a callable.
     """
     if isinstance(name_or_init, str):
         if name_or_init not in _NAMED:

@@ -307,7 +307,7 @@ def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss
         ``state`` stay in ``param_dtype``, ``opt_state`` is a :class:`MixedPrecisionState` carrying the
         adjusted loss scale, and ``metrics`` has ``loss`` (unscaled), ``accuracy`` (integer ``y``),
         ``loss_scale`` (the scale this step used) and ``skipped`` (1.0 when gradients overflowed and the
-        update was skipped).  See the module docstring for a full example.
+        update was skipped).  :mod:`fnnet.precision` shows a full example.
     """
     policy = Policy() if policy is None else policy
     loss_scale = DynamicLossScale() if loss_scale is None else loss_scale

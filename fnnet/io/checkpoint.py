@@ -51,6 +51,7 @@ __all__ = ["Checkpoint", "save", "load", "restore_opt_state", "FORMAT_VERSION"]
 
 FORMAT_NAME = "fnnet-checkpoint"
 FORMAT_VERSION = 1
+"""The checkpoint format version :func:`save` writes; :func:`load` reads this version and older ones."""
 _HEADER = "__fnnet__"
 _SECTIONS = ("params", "state", "opt_state")
 _SAFETENSORS_DTYPES = {np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
@@ -214,7 +215,7 @@ def _is_safetensors(path) -> bool:
 
 
 def save(path, params, *, state=None, opt_state=None, config=None, metadata=None) -> None:
-    """Write a checkpoint atomically (see the module docstring for the format).
+    """Write a checkpoint atomically (the file format is described in :mod:`fnnet.io.checkpoint`).
 
     Args:
         path: the file to write (``.npz``; ``.safetensors`` for the safetensors format).  Replaced atomically.

@@ -161,7 +161,8 @@ def register(cls):
     know it.  Built-in layers use it too.
 
     Raises:
-        TypeError: ``cls`` is not an attrs class.  ValueError: another class already has its name.
+        TypeError: ``cls`` is not an attrs class.
+        ValueError: another class already has its name.
     """
     if not attrs.has(cls):
         raise TypeError(f"fnnet.layers.register: {cls!r} is not an attrs class; decorate it with @attrs.frozen first")
@@ -181,6 +182,7 @@ def get(name: str) -> type:
 
 
 def registered_layers() -> dict:
+    """A copy of the registry: ``{class name: layer class}`` for every class known to :func:`get`."""
     return dict(_LAYERS)
 
 

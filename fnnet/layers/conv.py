@@ -123,7 +123,9 @@ class Conv2D(_Convolution):
             at the bottom/right, as PyTorch does for even kernels).
         dilation: ``d`` or ``(dh, dw)``.
         groups: split the channels into ``groups`` independent convolutions (``groups == C``: depthwise).
-        use_bias, w_init (default He/Kaiming normal, for ReLU networks), b_init (default zeros).
+        use_bias: add a learned bias.
+        w_init: initializer of ``weight``, default He/Kaiming normal (for ReLU networks).
+        b_init: initializer of ``bias``, default zeros.
         padding_mode: what the padding holds: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``
             (PyTorch's names; see :func:`fnnet.ops.pad`).
 

@@ -40,7 +40,7 @@ def _insert(nested, path, value):
 
 
 class ActivationRecorder:
-    """Collects statistics by layer path; see the module docstring."""
+    """Collects statistics by layer path (made by :func:`record_activations`; see :mod:`fnnet.layers.recording`)."""
 
     def __init__(self, gradients=False, bins=0):
         self.gradients_enabled = gradients

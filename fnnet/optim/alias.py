@@ -44,26 +44,57 @@ __all__ = ["SgdState", "AdamState", "RmspropState", "AdagradState", "sgd", "adam
 
 
 class SgdState(NamedTuple):
-    count: np.ndarray        # () int64: the number of updates done
-    momentum_buffer: Any     # a tree like params, or None without momentum
+    """The state of :func:`sgd` (fused).
+
+    Attributes:
+        count: ``()`` int64, the number of updates done.
+        momentum_buffer: a tree like params, or None without momentum.
+    """
+
+    count: np.ndarray
+    momentum_buffer: Any
 
 
 class AdamState(NamedTuple):
+    """The state of :func:`adam` and :func:`adamw` (fused).
+
+    Attributes:
+        count: ``()`` int64, the number of updates done.
+        mu: first-moment estimates, a tree like params.
+        nu: second-moment estimates, a tree like params.
+    """
+
     count: np.ndarray
-    mu: Any                  # first moments, like params
-    nu: Any                  # second moments, like params
+    mu: Any
+    nu: Any
 
 
 class RmspropState(NamedTuple):
+    """The state of :func:`rmsprop` (fused).
+
+    Attributes:
+        count: ``()`` int64, the number of updates done.
+        square_avg: running mean of ``g**2``, a tree like params.
+        momentum_buffer: a tree like params, or None without momentum.
+        grad_avg: running mean of ``g`` (``centered=True``), or None.
+    """
+
     count: np.ndarray
-    square_avg: Any          # running mean of g**2, like params
-    momentum_buffer: Any     # like params, or None without momentum
-    grad_avg: Any            # running mean of g (centered), or None
+    square_avg: Any
+    momentum_buffer: Any
+    grad_avg: Any
 
 
 class AdagradState(NamedTuple):
+    """The state of :func:`adagrad` (fused).
+
+    Attributes:
+        count: ``()`` int64, the number of updates done.
+        sum_of_squares: running sum of ``g**2``, a tree like params.
+    """
+
     count: np.ndarray
-    sum_of_squares: Any      # like params
+    sum_of_squares: Any
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -222,7 +222,8 @@ def apply_updates(params, updates):
         A new tree with the structure of ``params``.
 
     Raises:
-        ValueError: different structures or shapes.  TypeError: a non-float leaf or a dtype mismatch.
+        ValueError: different structures or shapes.
+        TypeError: a non-float leaf or a dtype mismatch.
     """
     where = "fnnet.optim.apply_updates"
     p_leaves, treedef = float_leaves(where, "params", params)
@@ -244,7 +245,8 @@ def accumulate(grads_list, weights=None):
         A gradient tree of the same structure and dtypes.
 
     Raises:
-        ValueError: empty list, bad weights, or trees of different structure/shape.  TypeError: dtypes.
+        ValueError: empty list, bad weights, or trees of different structure/shape.
+        TypeError: dtypes.
     """
     where = "fnnet.optim.accumulate"
     grads_list = list(grads_list)

@@ -26,11 +26,23 @@ __all__ = ["MaskedState", "MultiTransformState", "masked", "multi_transform", "s
 
 
 class MaskedState(NamedTuple):
-    inner_state: Any        # the inner transformation's state, over the masked-in leaves only
+    """The state of :func:`masked`.
+
+    Attributes:
+        inner_state: the inner transformation's state, over the masked-in leaves only.
+    """
+
+    inner_state: Any
 
 
 class MultiTransformState(NamedTuple):
-    inner_states: dict      # label -> that label's transformation state, over its leaves only
+    """The state of :func:`multi_transform`.
+
+    Attributes:
+        inner_states: ``{label: state}``, each label's transformation state over that label's leaves only.
+    """
+
+    inner_states: dict
 
 
 def _partial(treedef, leaves, keep):
@@ -79,8 +91,8 @@ def masked(inner: GradientTransformation, mask) -> GradientTransformation:
         A :class:`GradientTransformation` with state :class:`MaskedState`.
 
     Raises:
-        TypeError: ``inner`` is not a transformation; a mask leaf is not a bool.  ValueError: the mask does
-        not have the structure of the params.
+        TypeError: ``inner`` is not a transformation; a mask leaf is not a bool.
+        ValueError: the mask does not have the structure of the params.
 
     Example: clip only the first layer's gradients, then Adam on everything::
 
@@ -134,8 +146,8 @@ def multi_transform(transforms: dict, labels) -> GradientTransformation:
         each holding buffers only for that label's leaves).
 
     Raises:
-        TypeError: a value of ``transforms`` is not a transformation, or a key not a str.  ValueError: empty
-        ``transforms``; ``labels`` of another structure, or a label with no transformation.
+        TypeError: a value of ``transforms`` is not a transformation, or a key not a str.
+        ValueError: empty ``transforms``; ``labels`` of another structure, or a label with no transformation.
 
     Example: SGD for the embeddings, AdamW for the rest::
 

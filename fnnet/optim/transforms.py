@@ -36,26 +36,59 @@ __all__ = [
 
 
 class ScaleByScheduleState(NamedTuple):
-    count: np.ndarray       # () int64: the number of updates done
+    """The state of :func:`scale_by_schedule`.
+
+    Attributes:
+        count: ``()`` int64, the number of updates done.
+    """
+
+    count: np.ndarray
 
 
 class ScaleByAdamState(NamedTuple):
-    count: np.ndarray       # () int64
-    mu: Any                 # first moments, a tree like params
-    nu: Any                 # second moments, a tree like params
+    """The state of :func:`scale_by_adam`.
+
+    Attributes:
+        count: ``()`` int64, the number of updates done.
+        mu: first-moment estimates, a tree like params.
+        nu: second-moment estimates, a tree like params.
+    """
+
+    count: np.ndarray
+    mu: Any
+    nu: Any
 
 
 class ScaleByRmsState(NamedTuple):
-    nu: Any                 # running mean of g**2, a tree like params
-    mu: Any                 # running mean of g (centered only), or None
+    """The state of :func:`scale_by_rms`.
+
+    Attributes:
+        nu: running mean of ``g**2``, a tree like params.
+        mu: running mean of ``g`` (centered only), or None.
+    """
+
+    nu: Any
+    mu: Any
 
 
 class TraceState(NamedTuple):
-    trace: Any              # momentum buffer, a tree like params
+    """The state of :func:`scale_by_momentum` (also called :data:`trace`).
+
+    Attributes:
+        trace: the momentum buffer, a tree like params.
+    """
+
+    trace: Any
 
 
 class ScaleByAdagradState(NamedTuple):
-    sum_of_squares: Any     # running sum of g**2, a tree like params
+    """The state of :func:`scale_by_adagrad`.
+
+    Attributes:
+        sum_of_squares: running sum of ``g**2``, a tree like params.
+    """
+
+    sum_of_squares: Any
 
 
 def _zeros(params, where):
@@ -253,7 +286,8 @@ def scale_by_momentum(momentum: float = 0.9, nesterov: bool = False) -> Gradient
     return GradientTransformation(init, update)
 
 
-trace = scale_by_momentum  # optax's name
+trace = scale_by_momentum
+"""Another name for :func:`scale_by_momentum` (optax's name)."""
 
 
 def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> GradientTransformation:

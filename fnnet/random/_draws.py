@@ -109,7 +109,8 @@ def uniform(key, shape=(), dtype=np.float32, minval=0.0, maxval=1.0) -> np.ndarr
       array of ``shape`` and ``dtype``.
 
     Raises:
-      TypeError: bad key, shape or dtype. ValueError: negative dimension or bad bounds.
+      TypeError: bad key, shape or dtype.
+      ValueError: negative dimension or bad bounds.
     """
     return draw_uniform(key, shape, dtype, minval, maxval)
 
@@ -140,7 +141,9 @@ def normal(key, shape=(), dtype=np.float32) -> np.ndarray:
     """Standard normal floats (Box-Muller on two uniforms in ``(0, 1]`` and ``[0, 1)``, computed in float64).
 
     Args:
-      key: ``(2,)`` uint32 key. shape: int or tuple. dtype: float32 or float64.
+      key: ``(2,)`` uint32 key.
+      shape: int or tuple.
+      dtype: float32 or float64.
 
     Returns:
       array of ``shape`` and ``dtype``.
@@ -198,7 +201,9 @@ def truncated_normal(key, shape=(), dtype=np.float32, lower=-2.0, upper=2.0) -> 
     for the default ``[-2, 2]``).
 
     Args:
-      key: ``(2,)`` uint32 key. shape: int or tuple. dtype: float32 or float64.
+      key: ``(2,)`` uint32 key.
+      shape: int or tuple.
+      dtype: float32 or float64.
       lower, upper: bounds in standard deviations, ``lower < upper`` (may be infinite).
 
     Returns:
@@ -293,7 +298,8 @@ def randint(key, shape, minval: int, maxval: int, dtype=np.int64) -> np.ndarray:
     """Uniform integers in ``[minval, maxval)`` (64 random bits reduced modulo the span; bias < span / 2**64).
 
     Raises:
-      TypeError: bad dtype (not an integer dtype) or non-int bounds. ValueError: empty or unrepresentable range.
+      TypeError: bad dtype (not an integer dtype) or non-int bounds.
+      ValueError: empty or unrepresentable range.
     """
     where = "fnnet.random.randint"
     check_key(key, where)

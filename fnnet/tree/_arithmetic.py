@@ -78,7 +78,8 @@ def add_scaled(a, b, s):
     """Leafwise ``a + s * b`` (``s`` cast to each floating leaf's dtype), e.g. an SGD step ``p - lr * g``.
 
     Raises:
-      ValueError: structure mismatch. TypeError: leaf dtype mismatch.
+      ValueError: structure mismatch.
+      TypeError: leaf dtype mismatch.
     """
     return _binary("tree.add_scaled", lambda x, y: x + _cast_scalar(s, y) * y, a, b)
 
