@@ -7,7 +7,10 @@ Examples::
     python -m fnnet.bench --quick               # a few steps of everything (smoke test; timings meaningless)
 
 Times are medians over repeated runs after warm-up, in milliseconds; ratios are fnnet / peer (below 1
-means fnnet is faster).  Peers that are not installed are skipped with a note.
+means fnnet is faster).  Peers that are not installed are skipped with a note.  Every row is watched for
+other processes using the cores (:mod:`fnnet.bench.contamination`); a row they disturbed is marked ``!``
+in the tables and carries the evidence in the JSON.  ``python -m fnnet.bench.report`` renders the
+documentation's tables from saved JSON runs.
 """
 
 from __future__ import annotations
@@ -15,44 +18,30 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
-import statistics
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 
-from .ops import OPS
+from . import contamination, measure
+from .ops import NUMPY_OPS, OPS, label
 
-TRAINING = ("mlp", "tiny", "cnn")
+TRAINING = ("mlp", "tiny", "cnn", "attention", "gru", "charlm")
 ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16", "threads", "distributed")
-PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",)}
+PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",),
+         "attention": ("torch",), "gru": ("torch",), "charlm": ("torch",)}
 
 
 def _installed(name):
     return name in ("fnnet", "numpy") or importlib.util.find_spec(name) is not None
 
 
-def _env(threads, extra=None):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        env[var] = str(threads)
-    env.update(extra or {})
-    return env
+_env = measure.env
 
 
-def _worker(framework, workload, *, threads=2, batch=None, repeats=7, min_time=0.05, steps=0, env=None):
-    cmd = [sys.executable, "-m", "fnnet.bench.worker", framework, workload, "--threads", str(threads),
-           "--repeats", str(repeats), "--min-time", str(min_time)]
-    if batch:
-        cmd += ["--batch", str(batch)]
-    if steps:
-        cmd += ["--steps", str(steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or _env(threads))
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark worker {framework}/{workload} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _worker(framework, workload, *, env=None, **cfg):
+    return measure.worker(framework, workload, env_vars=env, **cfg)
 
 
 def _fmt(ms):
@@ -63,48 +52,75 @@ def _ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
+def _times(ratio):
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _mark(evidence):
+    return "!" if evidence["contaminated"] else " "
+
+
 def _interleaved(frameworks, workload, cfg, rounds):
-    """Median time per framework over ``rounds`` interleaved runs (A B C A B C ...), so slow drifts of a
-    shared machine hit every framework alike; also the median of the per-round ratios first / other."""
-    times = {f: [] for f in frameworks}
-    for _ in range(rounds):
-        for f in frameworks:
-            times[f].append(_worker(f, workload, **cfg)["ms"])
-    row = {f: statistics.median(v) for f, v in times.items()}
-    first = frameworks[0]
-    ratios = {f: statistics.median([a / b for a, b in zip(times[first], times[f])]) for f in frameworks[1:]}
-    return row, ratios
+    """Medians of ``rounds`` interleaved runs of whole-step workers, as ``(row, ratios, evidence)``."""
+    times, evidence = measure.interleaved(frameworks, workload, cfg, rounds)
+    row = measure.summarize(times, "ms")
+    return row["median"], row["ratio"], evidence
+
+
+def _peers(workload, notes):
+    peers = []
+    for peer in PEERS[workload]:
+        if _installed(peer):
+            peers.append(peer)
+        else:
+            notes.append(f"{peer} is not installed: skipped for {workload}")
+    return peers
 
 
 def run_training(workloads, cfg, notes, rounds=3):
+    """One row per workload: median ms per framework, ratios fnnet / peer, their ranges over rounds."""
     rows = {}
     for w in workloads:
-        peers = []
-        for peer in PEERS[w]:
-            if _installed(peer):
-                peers.append(peer)
-            else:
-                notes.append(f"{peer} is not installed: skipped for {w}")
-        row, ratios = _interleaved(["fnnet", *peers], w, cfg, rounds)
-        rows[w] = {**row, "ratios": ratios}
-        text = "  ".join(f"{p} {_fmt(row[p])} ms ({ratios[p]:.2f}x)" for p in peers)
-        print(f"{w:<6} fnnet {_fmt(row['fnnet'])} ms   {text}", flush=True)
+        peers = _peers(w, notes)
+        times, evidence = measure.interleaved(["fnnet", *peers], w, cfg, rounds)
+        row = measure.summarize(times, "ms")
+        rows[w] = {**row["median"], "ratios": row["ratio"], "range": row["range"], "ratio_range": row["ratio_range"],
+                   "rounds": rounds, "contamination": evidence, "threading_layer": measure.threading_layer(times)}
+        text = "  ".join(f"{p} {_fmt(row['median'][p])} ms ({row['ratio'][p]:.2f}x)" for p in peers)
+        print(f"{w:<9}{_mark(evidence)}fnnet {_fmt(row['median']['fnnet'])} ms   {text}", flush=True)
     return rows
 
 
-def run_ops(cfg, notes):
+_OP_METRICS = ("fwd_ms", "fwd_bwd_ms")
+
+
+def _op_row(op, cfg, rounds):
+    """One op row: per framework and metric the median over rounds, with ranges, ratios and evidence."""
+    frameworks = ["fnnet", *(["torch"] if _installed("torch") else []), *(["numpy"] if op in NUMPY_OPS else [])]
+    times, evidence = measure.interleaved(frameworks, f"op:{op}", cfg, rounds)
+    rows = {m: measure.summarize(times, m) for m in _OP_METRICS}
+    row = {f: {m: rows[m]["median"].get(f) for m in _OP_METRICS} for f in frameworks}
+    for key in ("range", "ratio", "ratio_range"):
+        row["ratios" if key == "ratio" else key] = {m: rows[m][key] for m in _OP_METRICS}
+    return {"label": label(op), **row, "rounds": rounds, "contamination": evidence,
+            "threading_layer": measure.threading_layer(times)}
+
+
+def run_ops(cfg, notes, rounds=1):
+    """One row per op and shape: forward and forward + backward, fnnet vs PyTorch (NumPy's forward as a
+    reference where it has the op), medians over ``rounds`` interleaved rounds."""
     rows = {}
-    print(f"{'op':<24}{'fnnet fwd':>10}{'torch fwd':>10}{'ratio':>8}{'fnnet f+b':>11}{'torch f+b':>11}{'ratio':>8}")
+    print(f"{'op':<24} {'fnnet fwd':>10}{'torch fwd':>10}{'ratio':>8}{'numpy fwd':>10}"
+          f"{'fnnet f+b':>11}{'torch f+b':>11}{'ratio':>8}")
+    if not _installed("torch"):
+        notes.append("torch is not installed: per-op rows without PyTorch")
     for op in OPS:
-        row = {"fnnet": _worker("fnnet", f"op:{op}", **cfg)}
-        if _installed("torch"):
-            row["torch"] = _worker("torch", f"op:{op}", **cfg)
-        t = row.get("torch", {})
-        f = row["fnnet"]
-        print(f"{op:<24}{_fmt(f['fwd_ms']):>10}{_fmt(t.get('fwd_ms')):>10}{_ratio(f['fwd_ms'], t.get('fwd_ms')):>8}"
-              f"{_fmt(f['fwd_bwd_ms']):>11}{_fmt(t.get('fwd_bwd_ms')):>11}"
-              f"{_ratio(f['fwd_bwd_ms'], t.get('fwd_bwd_ms')):>8}", flush=True)
-        rows[op] = row
+        row = rows[op] = _op_row(op, cfg, rounds)
+        f, t, n = row["fnnet"], row.get("torch", {}), row.get("numpy", {})
+        fwd, fwd_bwd = (_times(row["ratios"][m].get("torch")) for m in _OP_METRICS)
+        print(f"{op:<24}{_mark(row['contamination'])}{_fmt(f['fwd_ms']):>10}{_fmt(t.get('fwd_ms')):>10}{fwd:>8}"
+              f"{_fmt(n.get('fwd_ms')):>10}{_fmt(f['fwd_bwd_ms']):>11}{_fmt(t.get('fwd_bwd_ms')):>11}{fwd_bwd:>8}",
+              flush=True)
     return rows
 
 
@@ -168,74 +184,125 @@ def run_scaling(cfg, notes, quick=False):
         for b in batches:
             for t in threads:
                 c = dict(cfg, threads=t, batch=b)
-                f = _worker("fnnet", w, **c)["ms"]
-                tt = _worker("torch", w, **c)["ms"] if _installed("torch") else None
-                result[f"{w}/b{b}/t{t}"] = {"fnnet": f, "torch": tt}
-                print(f"{w:<8}{b:>6}{t:>8}{_fmt(f):>10}{_fmt(tt):>10}{_ratio(f, tt):>8}", flush=True)
+                with contamination.Watch() as watch:
+                    f = _worker("fnnet", w, **c)["ms"]
+                    tt = _worker("torch", w, **c)["ms"] if _installed("torch") else None
+                result[f"{w}/b{b}/t{t}"] = {"fnnet": f, "torch": tt, "contamination": watch.evidence}
+                print(f"{w:<8}{b:>6}{t:>8}{_fmt(f):>10}{_fmt(tt):>10}{_ratio(f, tt):>8}{_mark(watch.evidence)}",
+                      flush=True)
     return result
+
+
+def run_float16(cfg, rounds):
+    result = {}
+    for w in ("cnn", "mlp"):
+        row, ratios, evidence = _interleaved(["fnnet", "fnnet16"], w, cfg, rounds)
+        result[w] = {"float32_ms": row["fnnet"], "float16_ms": row["fnnet16"], "speed_ratio": ratios["fnnet16"],
+                     "contamination": evidence}
+        print(f"{w:<6}{_mark(evidence)}float32 {_fmt(row['fnnet'])} ms   float16 {_fmt(row['fnnet16'])} ms   "
+              f"speed {ratios['fnnet16']:.2f}x", flush=True)
+    return result
+
+
+def run_threads(cfg, rounds):
+    row, ratios, evidence = _interleaved(["fnnet_accum1", "fnnet_accum2"], "mlp", cfg, rounds)
+    speedup = ratios["fnnet_accum2"]  # serial time / threaded time
+    print(f"serial {_fmt(row['fnnet_accum1'])} ms   2 threads {_fmt(row['fnnet_accum2'])} ms   "
+          f"speed-up {speedup:.2f}x{_mark(evidence)}", flush=True)
+    return {"serial_ms": row["fnnet_accum1"], "threads2_ms": row["fnnet_accum2"], "speedup": speedup,
+            "contamination": evidence}
+
+
+def run_remat(args):
+    from . import remat
+
+    return remat.run_all(quick=args.quick, threads=args.threads)
+
+
+def run_distributed(args, notes):
+    if not _installed("mpi4py"):
+        notes.append('mpi4py is not installed: distributed skipped (pip install "fnnet[distributed]")')
+        return None
+    from . import distributed
+
+    return distributed.run_all(quick=args.quick, threads=args.threads)
+
+
+def _sections(args, cfg, notes):
+    """``name -> (heading, run)`` for every section after the training steps, in the order they run."""
+    rounds = 1 if args.quick else args.rounds
+    return {
+        "ops": ("per-op, median ms", lambda: run_ops(cfg, notes, rounds)),
+        "startup": ("fresh process to first CNN training step", lambda: run_startup(notes, args.quick)),
+        "memory": ("memory", lambda: run_memory(cfg, notes, args.quick)),
+        "scaling": ("scaling: batch size and threads", lambda: run_scaling(cfg, notes, args.quick)),
+        "float16": ("float16 storage (mixed precision step) vs float32, median ms; ratio = float16 speed / float32",
+                    lambda: run_float16(cfg, rounds)),
+        "threads": ("gradient of 4 micro-batches (mlp, 256 examples): 1 vs 2 Python threads, median ms",
+                    lambda: run_threads(cfg, rounds)),
+        "remat": ("gradient checkpointing (Remat): plain vs remat, memory ratio plain/remat, time ratio remat/plain",
+                  lambda: run_remat(args)),
+        "distributed": ("data parallel on MPI, 2 ranks: allreduce_mean vs raw mpi4py Allreduce; mlp step, median ms",
+                        lambda: run_distributed(args, notes)),
+    }
+
+
+_ROW_GUARDED = ("training", "ops", "scaling", "float16", "threads")  # the others get one record per section
+
+
+def _header(args, argv):
+    """The run's provenance: machine, command line, quick flag, rounds (the threading layer comes later)."""
+    machine = measure.machine_info()
+    command = shlex.join(["python", "-m", "fnnet.bench", *(sys.argv[1:] if argv is None else argv)])
+    return {"machine": {**machine, "threads": args.threads}, "command": command, "quick": args.quick,
+            "rounds": 1 if args.quick else args.rounds, "contamination": {}}
+
+
+def _finish(results, notes):
+    """Record the threading layer the workers used, print the notes and the contamination warning."""
+    layers = [row.get("threading_layer") for section in ("training", "ops")
+              for row in results.get(section, {}).values()]
+    results["machine"]["threading_layer"] = next((t for t in layers if t), None)
+    for n in dict.fromkeys(notes):
+        print("note:", n)
+    results["notes"] = list(dict.fromkeys(notes))
+    bad = measure.contaminated_rows(results)
+    if bad:
+        worst = max(bad, key=lambda b: b[2]["other_cpu_percent"])
+        print(f"warning: {len(bad)} row(s) measured while other processes used the cores (marked !; evidence "
+              f"under 'contamination' in the JSON; rerun them on a quiet machine): "
+              f"{', '.join(f'{section}/{name}' for section, name, _ in bad)}; the worst, {worst[0]}/{worst[1]}: "
+              f"{contamination.describe(worst[2])}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fnnet.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", action="append", choices=ALL, help="repeatable; default: all")
-    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--json", help="also write the results (with machine, command and evidence) to this JSON file")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a few steps of each measurement (a smoke test)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of each training workload")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of each training and op row")
     args = p.parse_args(argv)
     workloads = args.workload or list(ALL)
     cfg = {"threads": args.threads, "repeats": 1 if args.quick else 7, "min_time": 0.0 if args.quick else 0.2}
     notes = []
-    import numpy
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                           "numpy": numpy.__version__}, "quick": args.quick}
+    results = _header(args, argv)
     training = [w for w in workloads if w in TRAINING]
     if training:
-        print("== training step (forward + backward + SGD update), median ms ==")
-        results["training"] = run_training(training, cfg, notes, rounds=1 if args.quick else args.rounds)
-    if "ops" in workloads:
-        print("== per-op, median ms ==")
-        results["ops"] = run_ops(cfg, notes)
-    if "startup" in workloads:
-        print("== fresh process to first CNN training step ==")
-        results["startup"] = run_startup(notes, args.quick)
-    if "memory" in workloads:
-        print("== memory ==")
-        results["memory"] = run_memory(cfg, notes, args.quick)
-    if "scaling" in workloads:
-        print("== scaling: batch size and threads ==")
-        results["scaling"] = run_scaling(cfg, notes, args.quick)
-    if "float16" in workloads:
-        print("== float16 storage (mixed precision step) vs float32, median ms; ratio = float16 speed / float32 ==")
-        results["float16"] = {}
-        for w in ("cnn", "mlp"):
-            row, ratios = _interleaved(["fnnet", "fnnet16"], w, cfg, 1 if args.quick else args.rounds)
-            results["float16"][w] = {"float32_ms": row["fnnet"], "float16_ms": row["fnnet16"],
-                                     "speed_ratio": ratios["fnnet16"]}
-            print(f"{w:<6} float32 {_fmt(row['fnnet'])} ms   float16 {_fmt(row['fnnet16'])} ms   "
-                  f"speed {ratios['fnnet16']:.2f}x", flush=True)
-    if "threads" in workloads:
-        print("== gradient of 4 micro-batches (mlp, 256 examples): 1 vs 2 Python threads, median ms ==")
-        row, ratios = _interleaved(["fnnet_accum1", "fnnet_accum2"], "mlp", cfg, 1 if args.quick else args.rounds)
-        speedup = ratios["fnnet_accum2"]  # serial time / threaded time
-        results["threads"] = {"serial_ms": row["fnnet_accum1"], "threads2_ms": row["fnnet_accum2"], "speedup": speedup}
-        print(f"serial {_fmt(row['fnnet_accum1'])} ms   2 threads {_fmt(row['fnnet_accum2'])} ms   "
-              f"speed-up {speedup:.2f}x", flush=True)
-    if "remat" in workloads:
-        print("== gradient checkpointing (Remat): plain vs remat, memory ratio plain/remat, time ratio remat/plain ==")
-        from . import remat
-        results["remat"] = remat.run_all(quick=args.quick, threads=args.threads)
-    if "distributed" in workloads:
-        if _installed("mpi4py"):
-            print("== data parallel on MPI, 2 ranks: allreduce_mean vs raw mpi4py Allreduce; mlp step, median ms ==")
-            from . import distributed
-            results["distributed"] = distributed.run_all(quick=args.quick, threads=args.threads)
-        else:
-            notes.append('mpi4py is not installed: distributed skipped (pip install "fnnet[distributed]")')
-    for n in dict.fromkeys(notes):
-        print("note:", n)
-    results["notes"] = list(dict.fromkeys(notes))
+        print("== training step (forward + backward + update: SGD; Adam for gru, AdamW for attention and charlm), "
+              "median ms ==")
+        results["training"] = run_training(training, cfg, notes, rounds=results["rounds"])
+    for name, (heading, run) in _sections(args, cfg, notes).items():
+        if name in workloads:
+            print(f"== {heading} ==", flush=True)
+            with contamination.Watch() as watch:
+                result = run()
+            if result is not None:
+                results[name] = result
+                if name not in _ROW_GUARDED:
+                    results["contamination"][name] = watch.evidence
+    _finish(results, notes)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -1,15 +1,32 @@
-"""Per-op benchmarks: forward, and forward + backward, for fnnet and PyTorch on the same shapes."""
+"""Per-op benchmarks: forward, and forward + backward, for fnnet and PyTorch on the same shapes (and a
+NumPy forward reference where NumPy has the op; see :mod:`fnnet.bench.pointwise`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import pointwise
 from .timing import median_ms
 
-OPS = ("linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "softmax_cross_entropy", "embedding")
+LAYER_OPS = ("linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "softmax_cross_entropy", "embedding")
+OPS = (*LAYER_OPS, *pointwise.CASES)
+NUMPY_OPS = pointwise.NUMPY_REFERENCE
+_LABELS = {
+    "linear": "linear (128x784 → 256)", "conv2d": "conv2d (64x32x14x14, 64 filters 3x3, pad 1)",
+    "max_pool2d": "max_pool2d (64x32x28x28, 2x2)", "avg_pool2d": "avg_pool2d (64x32x28x28, 2x2)",
+    "batch_norm": "batch_norm (64x32x14x14, training)", "softmax_cross_entropy": "softmax cross-entropy (512x1000)",
+    "embedding": "embedding (64x32 of 10000x128)",
+}
+
+
+def label(name):
+    """The op row's name in tables, with its shape."""
+    return _LABELS[name] if name in _LABELS else pointwise.label(name)
 
 
 def _inputs(name):
+    if name in pointwise.CASES:
+        return pointwise.inputs(name)
     rng = np.random.default_rng(0)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     if name == "linear":
@@ -30,6 +47,8 @@ def _inputs(name):
 def _fnnet_fn(name, d):
     import fnnet
 
+    if name in pointwise.CASES:
+        return pointwise.fnnet_fn(name, d)
     ops = fnnet.ops
     if name == "linear":
         return lambda x, w, b: ops.linear(x, w, b), ("x", "w", "b")
@@ -66,27 +85,36 @@ def fnnet_op(name, repeats, min_time):
             "fwd_bwd_ms": median_ms(fwd_bwd, repeats=repeats, min_time=min_time)}
 
 
-def torch_op(name, repeats, min_time):
+def _torch_fn(name, d):
     import torch
     import torch.nn.functional as F
 
-    d = {k: torch.from_numpy(v) for k, v in _inputs(name).items()}
+    if name in pointwise.CASES:
+        return pointwise.torch_fn(name, d)
     if name == "linear":
-        fn, argnames = (lambda x, w, b: F.linear(x, w, b)), ("x", "w", "b")
         d["w"] = d["w"].T.contiguous()
-    elif name == "conv2d":
-        fn, argnames = (lambda x, w, b: F.conv2d(x, w, b, padding=1)), ("x", "w", "b")
-    elif name == "max_pool2d":
-        fn, argnames = (lambda x: F.max_pool2d(x, 2)), ("x",)
-    elif name == "avg_pool2d":
-        fn, argnames = (lambda x: F.avg_pool2d(x, 2)), ("x",)
-    elif name == "batch_norm":
+        return (lambda x, w, b: F.linear(x, w, b)), ("x", "w", "b")
+    if name == "conv2d":
+        return (lambda x, w, b: F.conv2d(x, w, b, padding=1)), ("x", "w", "b")
+    if name == "max_pool2d":
+        return (lambda x: F.max_pool2d(x, 2)), ("x",)
+    if name == "avg_pool2d":
+        return (lambda x: F.avg_pool2d(x, 2)), ("x",)
+    if name == "batch_norm":
         mean, var = torch.zeros(32), torch.ones(32)
-        fn, argnames = (lambda x, g, b: F.batch_norm(x, mean, var, g, b, training=True)), ("x", "g", "b")
-    elif name == "softmax_cross_entropy":
-        fn, argnames = (lambda x: F.cross_entropy(x, d["y"])), ("x",)
-    elif name == "embedding":
-        fn, argnames = (lambda w: F.embedding(d["i"], w)), ("w",)
+        return (lambda x, g, b: F.batch_norm(x, mean, var, g, b, training=True)), ("x", "g", "b")
+    if name == "softmax_cross_entropy":
+        return (lambda x: F.cross_entropy(x, d["y"])), ("x",)
+    if name == "embedding":
+        return (lambda w: F.embedding(d["i"], w)), ("w",)
+    raise KeyError(name)
+
+
+def torch_op(name, repeats, min_time):
+    import torch
+
+    d = {k: torch.from_numpy(v) for k, v in _inputs(name).items()}
+    fn, argnames = _torch_fn(name, d)
     args = [d[a].clone().requires_grad_(True) for a in argnames]
     with torch.no_grad():
         out = fn(*args)
@@ -105,4 +133,12 @@ def torch_op(name, repeats, min_time):
             "fwd_bwd_ms": median_ms(fwd_bwd, repeats=repeats, min_time=min_time)}
 
 
-OP_BENCHES = {"fnnet": fnnet_op, "torch": torch_op}
+def numpy_op(name, repeats, min_time):
+    """The NumPy forward reference (there is no backward to time)."""
+    d = _inputs(name)
+    fn, argnames = pointwise.numpy_fn(name, d)
+    args = [d[a] for a in argnames]
+    return {"fwd_ms": median_ms(lambda: fn(*args), repeats=repeats, min_time=min_time), "fwd_bwd_ms": None}
+
+
+OP_BENCHES = {"fnnet": fnnet_op, "torch": torch_op, "numpy": numpy_op}

@@ -21,6 +21,16 @@ def _set_threads(framework, threads):
         numba.set_num_threads(threads)
 
 
+def _threading_layer():
+    """The layer Numba's parallel kernels ran on in this process (None if none ran)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("framework")
@@ -48,6 +58,8 @@ def main(argv=None):
             result = {"peak_rss_mb": timing.peak_rss_mb()}
         else:
             result = {"ms": timing.median_ms(step, repeats=args.repeats, min_time=args.min_time)}
+    if args.framework.startswith("fnnet"):
+        result["threading_layer"] = _threading_layer()
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -1,12 +1,15 @@
 """The benchmark workloads, one builder per (framework, workload), each returning a zero-argument
 ``step()`` that runs one full training step (forward, backward, update) on fixed data.
 
-Every framework gets the same shapes, batch sizes, initial-value distributions and optimizer (plain SGD).
+Every framework gets the same shapes, batch sizes, initial-value distributions and optimizer (plain SGD here;
+the sequence workloads ``attention``, ``gru`` and ``charlm``, with Adam/AdamW, live in :mod:`fnnet.bench.sequence`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import sequence
 
 LR = 0.01
 SHAPES = {
@@ -44,6 +47,8 @@ def fnnet_model(workload):
 def fnnet_step(workload, batch=None):
     import fnnet
 
+    if workload in sequence.WORKLOADS:
+        return sequence.fnnet_step(workload, batch)
     model = fnnet_model(workload)
     x, y = data(workload, batch)
     params = model.init(fnnet.random.key(0), (None, *SHAPES[workload]["in"]))
@@ -108,6 +113,8 @@ def fnnet_accumulate_threads(workload, batch=None):
 def torch_step(workload, batch=None):
     import torch
 
+    if workload in sequence.WORKLOADS:
+        return sequence.torch_step(workload, batch)
     spec = SHAPES[workload]
     nn = torch.nn
     if workload == "cnn":

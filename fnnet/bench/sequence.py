@@ -1,0 +1,200 @@
+"""The sequence benchmark workloads, fnnet and PyTorch eager on the identical model, data and optimizer; each
+builder returns a zero-argument ``step()`` running one training step (forward, backward, update):
+
+- ``attention``: a causal language-model block: token embedding and learned positions, one pre-LayerNorm
+  transformer block (4 heads, GELU MLP 4x wide), LayerNorm and a linear head; batch 32, context 64, width
+  128, vocabulary 96; cross-entropy on every position; AdamW (weight decay 0.1, none for biases, norm
+  scales and positions).
+- ``charlm``: the default model and step of ``python -m fnnet.examples.charlm`` (two blocks, the example's
+  vocabulary, batch and learning rate; gradients clipped to norm 1, then AdamW as above; the learning-rate
+  schedule is left out).
+- ``gru``: ``RNN(GRUCell(128))`` over 32 steps of 32 features (PyTorch: ``nn.GRU``), batch 32, a linear head on
+  the last state, cross-entropy over 10 classes, Adam.
+
+The PyTorch twins use the same param names and layouts as ``fnnet.io.load_torch_state_dict`` expects, so a
+test can load one model's weights into the other and compare the losses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LR = 1e-3
+WEIGHT_DECAY = 0.1
+GRU = {"batch": 32, "steps": 32, "in": 32, "hidden": 128, "classes": 10}
+ATTENTION = {"batch": 32, "context": 64, "width": 128, "heads": 4, "layers": 1, "vocab": 96, "lr": LR, "clip": None}
+WORKLOADS = ("attention", "gru", "charlm")
+
+
+def lm_spec(workload):
+    """The language-model hyperparameters of ``attention`` or ``charlm`` (the example's defaults)."""
+    if workload == "attention":
+        return ATTENTION
+    from fnnet.examples import charlm
+
+    args = charlm.parse_args([])
+    vocab = charlm.Vocabulary(charlm.load_text(args.max_chars))
+    return {"batch": args.batch, "context": args.context, "width": args.width, "heads": args.heads,
+            "layers": args.layers, "vocab": len(vocab), "lr": args.lr, "clip": 1.0}
+
+
+def data(workload, batch=None, spec=None, seed=0):
+    """``(x, y)``: token windows and next tokens ``(batch, context)`` int64, or GRU sequences
+    ``(batch, steps, in)`` float32 and labels ``(batch,)`` int64."""
+    rng = np.random.default_rng(seed)
+    if workload == "gru":
+        n = batch or GRU["batch"]
+        x = rng.standard_normal((n, GRU["steps"], GRU["in"])).astype(np.float32)
+        return x, rng.integers(0, GRU["classes"], size=n).astype(np.int64)
+    spec = spec or lm_spec(workload)
+    tokens = rng.integers(0, spec["vocab"], size=(batch or spec["batch"], spec["context"] + 1)).astype(np.int64)
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+# ----------------------------------------------------------------------------------------------- fnnet
+def fnnet_model(workload, spec=None):
+    import fnnet.layers as L
+    from fnnet.examples import charlm
+
+    if workload == "gru":
+        return L.Sequential([L.RNN(L.GRUCell(GRU["hidden"]), return_sequences=False), L.Linear(GRU["classes"])])
+    spec = spec or lm_spec(workload)
+    return charlm.build_model(spec["vocab"], spec["context"], spec["width"], spec["layers"], spec["heads"])
+
+
+def fnnet_loss(workload):
+    """``loss(outputs, y)``: cross-entropy over classes (``gru``) or over every position (the language models)."""
+    import fnnet
+    from fnnet.examples import charlm
+
+    return fnnet.losses.softmax_cross_entropy if workload == "gru" else charlm.sequence_loss
+
+
+def fnnet_optimizer(workload, model, params, spec=None):
+    import fnnet
+
+    if workload == "gru":
+        return fnnet.optim.adam(LR)
+    spec = spec or lm_spec(workload)
+    adamw = fnnet.optim.adamw(spec["lr"], weight_decay=WEIGHT_DECAY, mask=fnnet.layers.decay_mask(model, params))
+    return adamw if spec["clip"] is None else fnnet.optim.chain(fnnet.optim.clip_by_global_norm(spec["clip"]), adamw)
+
+
+def fnnet_step(workload, batch=None):
+    import fnnet
+
+    spec = None if workload == "gru" else lm_spec(workload)
+    model = fnnet_model(workload, spec)
+    x, y = data(workload, batch, spec)
+    params = model.init(fnnet.random.key(0), (None, *x.shape[1:]))
+    opt = fnnet_optimizer(workload, model, params, spec)
+    loss_fn = fnnet_loss(workload)
+    grad_fn = fnnet.grad(lambda p: loss_fn(model.apply(p, x), y))
+    box = {"params": params, "opt": opt.init(params)}
+
+    def step():
+        g = grad_fn(box["params"])
+        updates, box["opt"] = opt.update(g, box["opt"], box["params"])
+        box["params"] = fnnet.optim.apply_updates(box["params"], updates)
+
+    return step
+
+
+# ----------------------------------------------------------------------------------------------- torch
+def torch_model(workload, spec=None):
+    """The PyTorch twin of :func:`fnnet_model` (fnnet's initial-value distributions for the embeddings)."""
+    import torch
+
+    nn = torch.nn
+    if workload == "gru":
+        return nn.Sequential(_last_state_gru(GRU["in"], GRU["hidden"]), nn.Linear(GRU["hidden"], GRU["classes"]))
+    spec = spec or lm_spec(workload)
+    v, c, w = spec["vocab"], spec["context"], spec["width"]
+    embedding = nn.Embedding(v, w)
+    nn.init.normal_(embedding.weight, std=0.02)
+    blocks = [_causal_block(w, spec["heads"], c) for _ in range(spec["layers"])]
+    return nn.Sequential(embedding, _positions(c, w), *blocks, nn.LayerNorm(w), nn.Linear(w, v))
+
+
+def torch_loss(outputs, y):
+    import torch
+
+    return torch.nn.functional.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1))
+
+
+def torch_optimizer(workload, model, spec=None):
+    """Adam (``gru``) or AdamW decaying every matrix except the positions, as ``fnnet.layers.decay_mask``."""
+    import torch
+
+    if workload == "gru":
+        return torch.optim.Adam(model.parameters(), lr=LR)
+    spec = spec or lm_spec(workload)
+    named = list(model.named_parameters())
+    decayed = {name for name, p in named if p.ndim >= 2 and name != "1.weight"}  # "1" holds the positions
+    decay = [p for name, p in named if name in decayed]
+    keep = [p for name, p in named if name not in decayed]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": keep, "weight_decay": 0.0}],
+                             lr=spec["lr"])
+
+
+def torch_step(workload, batch=None):
+    import torch
+
+    spec = None if workload == "gru" else lm_spec(workload)
+    model = torch_model(workload, spec)
+    x, y = (torch.from_numpy(a) for a in data(workload, batch, spec))
+    opt = torch_optimizer(workload, model, spec)
+    clip = None if spec is None else spec["clip"]
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch_loss(model(x), y).backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+
+    return step
+
+
+def _last_state_gru(features, hidden):
+    """``nn.GRU(batch_first=True)`` returning its last hidden state ``(N, hidden)``."""
+    import torch
+
+    class LastState(torch.nn.GRU):
+        def forward(self, x):
+            return super().forward(x)[1][0]
+
+    return LastState(features, hidden, batch_first=True)
+
+
+def _causal_block(width, heads, context):
+    """``nn.TransformerEncoderLayer`` (pre-LN, GELU, no dropout) with the causal mask built once."""
+    import torch
+
+    class CausalBlock(torch.nn.TransformerEncoderLayer):
+        def __init__(self):
+            super().__init__(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True,
+                             norm_first=True)
+            self.register_buffer("causal_mask", torch.nn.Transformer.generate_square_subsequent_mask(context),
+                                 persistent=False)
+
+        def forward(self, x):
+            length = x.shape[1]
+            return super().forward(x, src_mask=self.causal_mask[:length, :length], is_causal=True)
+
+    return CausalBlock()
+
+
+def _positions(context, width):
+    """``x + weight[:L]`` with a learned ``(context, width)`` ``weight`` drawn from N(0, 0.02)."""
+    import torch
+
+    class Positions(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(context, width) * 0.02)
+
+        def forward(self, x):
+            return x + self.weight[: x.shape[1]]
+
+    return Positions()
