@@ -3,6 +3,12 @@
 Operands are flat, C-contiguous arrays.  Broadcasting is not done here: the caller either expands an
 operand to the output's length, or passes a one-element array with stride 0 (``sa``/``sb`` are 1 for a
 full operand and 0 for a scalar one), so ``a[i * sa]`` reads the right element in both cases.
+
+The forward kernels of the cheap operators (and the multiply/divide backward) keep one loop per case (both
+full, scalar ``b``, scalar ``a``) so that each loop reads memory at unit stride and LLVM vectorises it:
+the single strided loop ``a[i * sa] + b[i * sb]`` did not vectorise and took 1.8 ms for 1M float32 adds,
+7x NumPy's 0.24 ms, against 0.24-0.25 ms for the split loops.  They are serial: they are bound by memory,
+a second thread bought nothing at 1M elements (0.242 vs 0.254 ms), and small arrays pay for the launch.
 """
 
 import math
@@ -10,64 +16,113 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import helper, kernel
 
 
-@kernel
+@helper(inline=True)
+def _larger(x, y):
+    """``max(x, y)``; a NaN in either operand wins, as in NumPy."""
+    return x if (x > y or x != x) else y
+
+
+@helper(inline=True)
+def _smaller(x, y):
+    """``min(x, y)``; a NaN in either operand wins, as in NumPy."""
+    return x if (x < y or x != x) else y
+
+
+@kernel(parallel=False)
 def add_fwd(a, b, sa, sb, n):
     out = np.empty(n, dtype=a.dtype)
-    for i in prange(n):
-        out[i] = a[i * sa] + b[i * sb]
+    if sa == sb:
+        for i in range(n):
+            out[i] = a[i] + b[i]
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            out[i] = a[i] + y
+    else:
+        x = a[0]
+        for i in range(n):
+            out[i] = x + b[i]
     return out
 
 
-@kernel
+@kernel(parallel=False)
 def subtract_fwd(a, b, sa, sb, n):
     out = np.empty(n, dtype=a.dtype)
-    for i in prange(n):
-        out[i] = a[i * sa] - b[i * sb]
+    if sa == sb:
+        for i in range(n):
+            out[i] = a[i] - b[i]
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            out[i] = a[i] - y
+    else:
+        x = a[0]
+        for i in range(n):
+            out[i] = x - b[i]
     return out
 
 
-@kernel
+@kernel(parallel=False)
 def multiply_fwd(a, b, sa, sb, n):
     out = np.empty(n, dtype=a.dtype)
-    for i in prange(n):
-        out[i] = a[i * sa] * b[i * sb]
+    if sa == sb:
+        for i in range(n):
+            out[i] = a[i] * b[i]
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            out[i] = a[i] * y
+    else:
+        x = a[0]
+        for i in range(n):
+            out[i] = x * b[i]
     return out
 
 
-@kernel
+@kernel(parallel=False)
 def multiply_bwd(a, b, g, sa, sb):
     """Returns (g * b, g * a), each of the output's length (the caller sums over broadcast axes)."""
     n = g.size
-    ga = np.empty_like(g)
-    gb = np.empty_like(g)
-    for i in prange(n):
-        ga[i] = g[i] * b[i * sb]
-        gb[i] = g[i] * a[i * sa]
-    return ga, gb
+    return multiply_fwd(g, b, 1, sb, n), multiply_fwd(g, a, 1, sa, n)
 
 
-@kernel
+@kernel(parallel=False)
 def divide_fwd(a, b, sa, sb, n):
     out = np.empty(n, dtype=a.dtype)
-    for i in prange(n):
-        out[i] = a[i * sa] / b[i * sb]
+    if sa == sb:
+        for i in range(n):
+            out[i] = a[i] / b[i]
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            out[i] = a[i] / y
+    else:
+        x = a[0]
+        for i in range(n):
+            out[i] = x / b[i]
     return out
 
 
-@kernel
+@kernel(parallel=False)
 def divide_bwd(a, b, g, sa, sb):
-    """Returns (g / b, -g * a / b**2)."""
+    """Returns (g / b, -g * a / b**2), the second computed as ``-(g / b) * a / b``."""
     n = g.size
-    ga = np.empty_like(g)
+    ga = divide_fwd(g, b, 1, sb, n)
     gb = np.empty_like(g)
-    for i in prange(n):
-        bi = b[i * sb]
-        q = g[i] / bi
-        ga[i] = q
-        gb[i] = -q * a[i * sa] / bi
+    if sa == sb:
+        for i in range(n):
+            gb[i] = -ga[i] * a[i] / b[i]
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            gb[i] = -ga[i] * a[i] / y
+    else:
+        x = a[0]
+        for i in range(n):
+            gb[i] = -ga[i] * x / b[i]
     return ga, gb
 
 
@@ -96,23 +151,37 @@ def power_bwd(a, b, y, g, sa, sb):
     return ga, gb
 
 
-@kernel
+@kernel(parallel=False)
 def maximum_fwd(a, b, sa, sb, n):
     out = np.empty(n, dtype=a.dtype)
-    for i in prange(n):
-        ai = a[i * sa]
-        bi = b[i * sb]
-        out[i] = ai if (ai > bi or ai != ai) else bi  # a NaN in either operand wins, as in NumPy
+    if sa == sb:
+        for i in range(n):
+            out[i] = _larger(a[i], b[i])
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            out[i] = _larger(a[i], y)
+    else:
+        x = a[0]
+        for i in range(n):
+            out[i] = _larger(x, b[i])
     return out
 
 
-@kernel
+@kernel(parallel=False)
 def minimum_fwd(a, b, sa, sb, n):
     out = np.empty(n, dtype=a.dtype)
-    for i in prange(n):
-        ai = a[i * sa]
-        bi = b[i * sb]
-        out[i] = ai if (ai < bi or ai != ai) else bi  # a NaN in either operand wins, as in NumPy
+    if sa == sb:
+        for i in range(n):
+            out[i] = _smaller(a[i], b[i])
+    elif sb == 0:
+        y = b[0]
+        for i in range(n):
+            out[i] = _smaller(a[i], y)
+    else:
+        x = a[0]
+        for i in range(n):
+            out[i] = _smaller(x, b[i])
     return out
 
 
