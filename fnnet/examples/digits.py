@@ -143,6 +143,10 @@ def train(args):
         return fnnet.train.evaluate(model, policy.cast_to_compute(params), policy.cast_to_compute(state),
                                     policy.cast_to_compute(x_test), y_test, loss_fn=loss_fn)
 
+    # Compile the step's kernels (one step on the first batch, result discarded) before the progress bar
+    # starts, so the bar's rate and ETA measure training, not the first run's compiling.
+    fnnet.precompile(step, params, state, opt_state, x_train[:rank_batch], y_train[:rank_batch],
+                     fnnet.random.fold_in(loop_key, 0), workers=1 if args.distributed else None)
     history = []
     for epoch in range(1, args.epochs + 1):
         bar = _progress(steps_per_epoch, f"epoch {epoch}/{args.epochs}", main_rank and not args.no_progress)

@@ -1,11 +1,10 @@
-"""``precompile``: compile exactly the kernels a model needs, before the first training step.
+"""The layer form, ``precompile(model, in_shape)``: exercise every leaf layer on a batch of two.
 
-Numba compiles each kernel on its first call (about a second each, several for convolutions) and caches
-the machine code on disk.  ``precompile(model, in_shape)`` runs, for every leaf layer of the model, a
-forward and backward pass on a batch of two zeros in training and evaluation mode, plus the loss and the
-optimizer update when given, so every kernel a training loop will call is compiled (or loaded from the
-cache) up front.  With an empty cache the layers are shared out between worker processes, one per core,
-which compile in parallel into the on-disk cache; the calling process then loads the results.
+For every leaf layer of the model (one per layer type and input rank), a forward and backward pass on a
+batch of two in training mode and a forward in evaluation mode, plus the loss and the optimizer update
+when given, so every kernel a training loop will call is compiled (or loaded from the cache) up front.
+With an empty cache the layers are shared out between worker processes, one per core, which compile in
+parallel into the on-disk cache; the calling process then loads the results.
 """
 
 from __future__ import annotations
@@ -17,15 +16,15 @@ import sys
 
 import numpy as np
 
-from . import kernels
-from . import layers as L
-from . import ops
-from . import random as fnrandom
-from . import tree
-from .autodiff import grad
-from .layers.walking import is_leaf, walk
+from .. import kernels
+from .. import layers as L
+from .. import ops
+from .. import random as fnrandom
+from .. import tree
+from ..autodiff import grad
+from ..layers.walking import is_leaf, walk
 
-__all__ = ["precompile"]
+__all__ = ["precompile_layers", "compile_layers", "exercise"]
 
 
 def _leaf_layers(model, in_shape):
@@ -54,7 +53,7 @@ def _example(layer, shape, dtype):
     return np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype=dtype).reshape(shape)
 
 
-def _exercise(layer, shape, dtype):
+def exercise(layer, shape, dtype):
     """Forward + backward in training mode, and a forward in evaluation mode, on tiny inputs."""
     shape = _concrete(shape)
     key = fnrandom.key(0)
@@ -80,9 +79,10 @@ def _exercise(layer, shape, dtype):
     run(params, x, False)
 
 
-def _compile_layers(configs, dtype):
+def compile_layers(configs, dtype):
+    """A worker's layer job: exercise each ``(config, in_shape)`` in ``dtype``."""
     for config, shape in configs:
-        _exercise(L.from_config(config), _as_tuple(shape), np.dtype(dtype).type)
+        exercise(L.from_config(config), _as_tuple(shape), np.dtype(dtype).type)
 
 
 def _as_tuple(shape):
@@ -96,7 +96,7 @@ def _portable(layer):
     return type(layer).__module__.startswith("fnnet.layers")
 
 
-def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer=None, workers=None):
+def precompile_layers(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer=None, workers=None):
     """Compile (or load from the cache) every kernel a training loop over ``model`` will call.
 
     Args:
@@ -133,14 +133,15 @@ def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer
                 continue
             payload = json.dumps({"dtype": np.dtype(dtype).name,
                                   "layers": [[L.to_config(layer), shape] for layer, shape in portable]})
-            proc = subprocess.Popen([sys.executable, "-m", "fnnet.precompile"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen([sys.executable, "-m", "fnnet.precompile", "--worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "FNNET_QUIET_COMPILE": "1"})
             proc.stdin.write(payload)
             proc.stdin.close()
             procs.append(proc)
         jobs = shares[0] + [item for share in shares[1:] for item in share if not _portable(item[0])]
     for layer, shape in jobs:  # this process's share, while the workers compile theirs
-        _exercise(layer, shape, dtype)
+        exercise(layer, shape, dtype)
     _loss_and_optimizer(model, in_shape, dtype, num_classes, optimizer)
     for proc in procs:
         err = proc.stderr.read()
@@ -148,7 +149,7 @@ def precompile(model, in_shape, *, dtype=np.float32, num_classes=None, optimizer
             raise RuntimeError(f"fnnet.precompile: a worker process failed:\n{err[-2000:]}")
     # The whole model once, as training runs it (fused paths included); the workers' kernels load from
     # the cache here.
-    _exercise(model, in_shape, dtype)
+    exercise(model, in_shape, dtype)
     return len(leaves)
 
 
@@ -159,7 +160,7 @@ def _ndim(shape):
 def _loss_and_optimizer(model, in_shape, dtype, num_classes, optimizer):
     out_shape = _concrete(model.out_shape(in_shape))
     if num_classes is not None:
-        from . import losses
+        from .. import losses
 
         logits = np.zeros(out_shape, dtype)
         grad(lambda z: losses.softmax_cross_entropy(z, np.zeros(out_shape[0], np.int64)))(logits)
@@ -167,8 +168,3 @@ def _loss_and_optimizer(model, in_shape, dtype, num_classes, optimizer):
         params = model.init(fnrandom.key(0), _concrete(in_shape), dtype)
         state = optimizer.init(params)
         optimizer.update(tree.zeros_like(params), state, params)
-
-
-if __name__ == "__main__":  # worker: compile the layers described on stdin
-    job = json.loads(sys.stdin.read())
-    _compile_layers(job["layers"], job["dtype"])
