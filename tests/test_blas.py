@@ -100,3 +100,31 @@ def test_every_kernel_file_shares_one_cache_stamp_so_a_helper_edit_recompiles_it
     kind, stamp_dense = stamp(dense.linear_fwd)
     assert kind.startswith("FnnetKernels") and stamp(blas.gemm)[1] == stamp_dense
     assert not stamp(_gemm)[0].startswith("FnnetKernels")  # code outside fnnet/kernels keeps Numba's stamp
+
+
+def test_dense_kernels_with_large_row_blocks_match_numpy_and_ignore_the_thread_count():
+    import numba
+
+    from fnnet.kernels import dense
+
+    rng = np.random.default_rng(3)
+    n = dense.LARGE_ROWS + 300  # large blocks, and a last block that is not full
+    x, w, g = (rng.standard_normal(s).astype(np.float32) for s in ((n, 40), (40, 24), (n, 24)))
+    b = rng.standard_normal(24).astype(np.float32)
+    x64, w64, g64 = x.astype(np.float64), w.astype(np.float64), g.astype(np.float64)
+    runs = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            runs.append((dense.linear_fwd(x, w, b, True, False), *dense.linear_bwd(x, w, g, True, True, True),
+                         dense.matmul_fwd(x, w)))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    y, gx, gw, gb, mm = runs[0]
+    np.testing.assert_allclose(y, x64 @ w64 + b, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(mm, x64 @ w64, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gx, g64 @ w64.T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gw, x64.T @ g64, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(gb, g64.sum(0), rtol=1e-5, atol=1e-3)
+    for one, other in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(one, other)

@@ -26,6 +26,7 @@ import math
 import numpy as np
 from numba import prange
 
+from . import _vmath as vm
 from ._jit import helper, kernel
 from .blas import gemm, matmul
 
@@ -74,17 +75,29 @@ def _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1):
 @helper
 def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_keep):
     """``(p, p_dropped)``: ``exp(s - lse)`` per row (0 for a fully masked row) and its dropped, rescaled copy."""
-    p = np.empty_like(s)
-    pd = np.empty_like(s)
+    p = s  # the score tile is not needed afterwards: exponentiate it in place
     for r in range(s.shape[0]):
         m = lse[b, i0 + r]
+        if m == -np.inf:
+            p[r, :] = 0.0
+        else:
+            _exp_shifted(p, r, m)
+    if not drop:
+        return p, p
+    pd = np.empty_like(s)
+    for r in range(s.shape[0]):
         for c in range(s.shape[1]):
-            val = 0.0 if m == -np.inf else math.exp(s[r, c] - m)
-            p[r, c] = val
-            if drop:
-                val = val * inv_keep if _keep(seed, b, i0 + r, c0 + c, length, keys, threshold) else 0.0
-            pd[r, c] = val
+            keep = _keep(seed, b, i0 + r, c0 + c, length, keys, threshold)
+            pd[r, c] = p[r, c] * inv_keep if keep else 0.0
     return p, pd
+
+
+@helper
+def _exp_shifted(s, r, shift):
+    """``s[r, c] = exp(s[r, c] - shift)`` along row ``r``, with the vectorised ``_vmath.exp`` (libm's scalar
+    ``exp`` here made the exponentials most of the attention kernels' time)."""
+    for c in range(s.shape[1]):
+        s[r, c] = vm.exp(s[r, c] - shift)
 
 
 @helper
@@ -120,13 +133,14 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
                     s[r, :] = 0.0
                     continue
                 alpha = math.exp(m[r] - new_m)
+                _exp_shifted(s, r, new_m)
                 row_sum = 0.0
                 for c in range(c1 - c0):
-                    p = math.exp(s[r, c] - new_m)
-                    row_sum += p
-                    if drop and not _keep(seed, b, i0 + r, c0 + c, L, S, threshold):
-                        p = 0.0
-                    s[r, c] = p * inv_keep
+                    row_sum += s[r, c]
+                if drop:
+                    for c in range(c1 - c0):
+                        keep = _keep(seed, b, i0 + r, c0 + c, L, S, threshold)
+                        s[r, c] = s[r, c] * inv_keep if keep else 0.0
                 total[r] = total[r] * alpha + row_sum
                 m[r] = new_m
                 for e in range(Ev):
