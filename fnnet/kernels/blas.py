@@ -50,84 +50,60 @@ _N, _T = 78, 84  # 'N' and 'T': BLAS reads the first byte of the (little-endian)
 
 
 @helper
-def _operand(x, by_rows, slot, ints):
-    """Describe the matrix ``x`` to column-major BLAS: writes the transpose flag to ``ints[slot]`` and the
-    leading dimension to ``ints[slot + 1]``.  ``by_rows``: x's rows lie contiguous (see :func:`_rows_ok`), so
-    column-major reads x^T as it is; otherwise its columns do, column-major reads x, and BLAS transposes."""
-    size = x.itemsize
-    rows, cols = x.shape
-    if by_rows:
-        ints[slot] = _N
-        ints[slot + 1] = x.strides[0] // size if rows > 1 else max(cols, 1)
+def gemm(a, b, c, alpha=1.0, beta=0.0):
+    """``c[...] = alpha * a @ b + beta * c`` for 2-D float32 or float64 arrays of one dtype (views allowed).
+
+    Every operand must lie "forward" along one axis: its rows contiguous and following each other (any
+    slice of rows of a C-contiguous array), or its columns so (the transpose of one).  Kernels only pass
+    such views of the C-contiguous arrays the ops give them; nothing is checked or copied here (a copy path
+    doubled this function's compile time).  With ``beta=0`` the old contents of ``c`` are never read, so it
+    may be uninitialised.  Shapes are not checked.
+
+    BLAS is column-major: the row-major ``c = a @ b`` is the column-major ``c^T = b^T a^T``, and a
+    column-major reader sees a row-major matrix transposed, so row-major operands go in as they lie ('N')
+    and column-major ones transposed ('T').  A ``c`` with contiguous columns is handled as ``c^T = b^T a^T``.
+    """
+    size = c.itemsize
+    if c.shape[1] <= 1 or c.strides[1] == size:
+        left, right, out = a, b, c
     else:
-        ints[slot] = _T
-        ints[slot + 1] = x.strides[1] // size if cols > 1 else max(rows, 1)
-
-
-@helper
-def _rows_ok(x):
-    """Each row of ``x`` is contiguous and rows follow each other forward without overlap."""
-    rows, cols = x.shape
-    size = x.itemsize
-    return (cols <= 1 or x.strides[1] == size) and (rows <= 1 or x.strides[0] >= size * max(cols, 1))
-
-
-@helper
-def _cols_ok(x):
-    """Each column of ``x`` is contiguous and columns follow each other forward without overlap."""
-    rows, cols = x.shape
-    size = x.itemsize
-    return (rows <= 1 or x.strides[0] == size) and (cols <= 1 or x.strides[1] >= size * max(rows, 1))
-
-
-@helper
-def _gemm_row_major(a, b, c, alpha, beta):
-    """``c = alpha * a @ b + beta * c`` for a ``c`` whose rows lie contiguous."""
-    if not (_rows_ok(a) or _cols_ok(a)):  # negative, zero (broadcast) or gapped strides: copy
-        a = np.ascontiguousarray(a)
-    if not (_rows_ok(b) or _cols_ok(b)):
-        b = np.ascontiguousarray(b)
-    m, k = a.shape
-    n = b.shape[1]
+        left, right, out = b.T, a.T, c.T
+    m, k = left.shape
+    n = right.shape[1]
     if m == 0 or n == 0:
         return
     if k == 0:  # an empty sum: BLAS implementations differ on it, numpy gives zeros
         for i in range(m):
             for j in range(n):
-                c[i, j] = 0.0 if beta == 0.0 else beta * c[i, j]
+                out[i, j] = 0.0 if beta == 0.0 else beta * out[i, j]
         return
-    ints = np.empty(9, np.int32)  # transb, ldb, transa, lda, n, m, k, ldc, (unused)
-    _operand(b, _rows_ok(b), 0, ints)
-    _operand(a, _rows_ok(a), 2, ints)
+    ints = np.empty(8, np.int32)  # transb, ldb, transa, lda, n, m, k, ldc
+    if right.shape[1] <= 1 or right.strides[1] == size:
+        ints[0] = _N
+        ints[1] = right.strides[0] // size if k > 1 else max(n, 1)
+    else:
+        ints[0] = _T
+        ints[1] = right.strides[1] // size if n > 1 else max(k, 1)
+    if left.shape[1] <= 1 or left.strides[1] == size:
+        ints[2] = _N
+        ints[3] = left.strides[0] // size if m > 1 else max(k, 1)
+    else:
+        ints[2] = _T
+        ints[3] = left.strides[1] // size if k > 1 else max(m, 1)
     ints[4] = n
     ints[5] = m
     ints[6] = k
-    ints[7] = c.strides[0] // c.itemsize if m > 1 else max(n, 1)
+    ints[7] = out.strides[0] // size if m > 1 else max(n, 1)
     scalars = np.empty(2, c.dtype)
     scalars[0] = alpha
     scalars[1] = beta
     arguments = (ints[0:].ctypes, ints[2:].ctypes, ints[4:].ctypes, ints[5:].ctypes, ints[6:].ctypes,
-                 scalars[0:].ctypes, b.ctypes, ints[1:].ctypes, a.ctypes, ints[3:].ctypes, scalars[1:].ctypes,
-                 c.ctypes, ints[7:].ctypes)
-    if c.itemsize == 4:
+                 scalars[0:].ctypes, right.ctypes, ints[1:].ctypes, left.ctypes, ints[3:].ctypes,
+                 scalars[1:].ctypes, out.ctypes, ints[7:].ctypes)
+    if size == 4:
         _sgemm(*arguments)
     else:
         _dgemm(*arguments)
-
-
-@helper
-def gemm(a, b, c, alpha=1.0, beta=0.0):
-    """``c[...] = alpha * a @ b + beta * c`` for 2-D float32 or float64 arrays of one dtype (views allowed).
-
-    ``c`` must have contiguous rows or columns laid out forward (any slice of rows of a C-contiguous array,
-    or its transpose); ``a`` and ``b`` may be any 2-D views (one with negative, zero or gapped strides is
-    copied first).  With
-    ``beta=0`` the old contents of ``c`` are never read, so it may be uninitialised.  Shapes are not checked.
-    """
-    if _rows_ok(c):
-        _gemm_row_major(a, b, c, alpha, beta)
-    else:
-        _gemm_row_major(b.T, a.T, c.T, alpha, beta)
 
 
 @helper

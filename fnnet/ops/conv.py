@@ -76,7 +76,7 @@ def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw,
     w = contiguous(weight)
     o, cg, kh, kw = w.shape
     groups = x.shape[1] // cg
-    w3 = w.reshape(groups, o // groups, cg * kh * kw)
+    w3 = contiguous(w).reshape(groups, o // groups, cg * kh * kw)
     has_bias = bias is not None
     b = contiguous(bias) if has_bias else np.zeros(0, x.dtype)
     y = K.conv2d_fwd(x, w3, b, has_bias, relu, stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1],

@@ -24,7 +24,7 @@ def _conv_transpose2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilatio
     x = contiguous(x)
     w = contiguous(weight)
     c, og, kh, kw = w.shape
-    w3 = w.reshape(groups, c // groups, og * kh * kw)
+    w3 = contiguous(w).reshape(groups, c // groups, og * kh * kw)
     y = K.conv2d_bwd_input(x, w3, out_hw[0], out_hw[1], stride[0], stride[1], pad_top, pad_left, dilation[0],
                            dilation[1], kh, kw)
     if bias is not None:

@@ -17,8 +17,9 @@ __all__ = ["matmul", "linear"]
 
 def _linear_fwd(x, w, b, relu=False):
     x2 = contiguous(x).reshape(-1, x.shape[-1])
+    w = contiguous(w)  # the BLAS kernels read matrices with forward strides only (kernels.blas.gemm)
     has_bias = b is not None
-    y = K.linear_fwd(x2, contiguous(w), b if has_bias else w[0], has_bias, relu)
+    y = K.linear_fwd(x2, w, b if has_bias else w[0], has_bias, relu)
     return y.reshape(*x.shape[:-1], w.shape[1]), (x2, w, has_bias, y if relu else None, x.shape)
 
 
