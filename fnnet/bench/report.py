@@ -27,10 +27,12 @@ import re
 import shutil
 import sys
 
-from .render import BLOCKS
+from . import render, render_distributed
+
+BLOCKS = {**render.BLOCKS, **render_distributed.BLOCKS}
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FILES = ("README.md", "docs/performance.md")
+FILES = ("README.md", "docs/performance.md", "docs/distributed.md")
 STORE = "docs/bench"
 _BLOCK = re.compile(r"<!-- bench:(?P<name>[\w-]+)(?P<sources>(?: [^\s>]+)*) -->\n(?P<body>.*?)<!-- /bench -->", re.S)
 
@@ -111,7 +113,8 @@ def main(argv=None):
         p.error("give the JSON runs to render (printed here), or --write / --check for the documentation's blocks")
     runs = [(store(r) if args.write else r, json.loads(pathlib.Path(r).read_text())) for r in args.runs]
     if not args.write:
-        for name in args.block or sorted(BLOCKS):
+        names = args.block or [n for n in sorted(BLOCKS) if all(BLOCKS[n][1] in r for _, r in runs)]
+        for name in names:
             print(f"<!-- bench:{name} -->\n{render_block(name, runs)}<!-- /bench -->\n")
         return 0
     for file in FILES:
