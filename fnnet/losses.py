@@ -302,12 +302,16 @@ def _row_cotangent(g, reduction, rows):
     return contiguous(g).reshape(-1) if reduction == "none" else np.repeat(g, rows)
 
 
+def _batched_rows(values, batched):
+    """``(examples, rows per example, logits rows, target rows)`` of a batched cross-entropy's inputs."""
+    logits, targets = values
+    n = (logits if batched[0] else targets).shape[0]
+    return n, logits.shape[-2], _example_rows(logits, batched[0], n), _example_rows(targets, batched[1], n)
+
+
 def _softmax_cross_entropy_batch_fwd(values, batched, reduction):
-    logits, labels = values
-    n = (logits if batched[0] else labels).shape[0]
-    rows = logits.shape[-2]
-    label_rows = _example_rows(labels, batched[1], n)
-    losses, _, probs = K.softmax_cross_entropy_fwd(_example_rows(logits, batched[0], n), label_rows)
+    n, rows, logit_rows, label_rows = _batched_rows(values, batched)
+    losses, _, probs = K.softmax_cross_entropy_fwd(logit_rows, label_rows)
     out, scale = _example_totals(losses, reduction, n)
     return out, (probs, label_rows, scale, rows)
 
@@ -323,11 +327,8 @@ _softmax_cross_entropy.defbatch(_softmax_cross_entropy_batch_fwd, _softmax_cross
 
 
 def _softmax_cross_entropy_probs_batch_fwd(values, batched, reduction):
-    logits, targets = values
-    n = (logits if batched[0] else targets).shape[0]
-    rows = logits.shape[-2]
-    t = _example_rows(targets, batched[1], n)
-    losses, _, logp = K.softmax_cross_entropy_probs_fwd(_example_rows(logits, batched[0], n), t)
+    n, rows, logit_rows, t = _batched_rows(values, batched)
+    losses, _, logp = K.softmax_cross_entropy_probs_fwd(logit_rows, t)
     out, scale = _example_totals(losses, reduction, n)
     return out, (logp, t, scale, rows)
 
