@@ -20,15 +20,9 @@ from ._jit import helper, kernel
 
 
 @helper(inline=True)
-def _larger(x, y):
-    """``max(x, y)``; a NaN in either operand wins, as in NumPy."""
-    return x if (x > y or x != x) else y
-
-
-@helper(inline=True)
-def _smaller(x, y):
-    """``min(x, y)``; a NaN in either operand wins, as in NumPy."""
-    return x if (x < y or x != x) else y
+def _pick(x, y, larger):
+    """``max(x, y)`` when ``larger`` else ``min(x, y)``; a NaN in either operand wins, as in NumPy."""
+    return x if ((x > y if larger else x < y) or x != x) else y
 
 
 @kernel(parallel=False)
@@ -152,36 +146,20 @@ def power_bwd(a, b, y, g, sa, sb):
 
 
 @kernel(parallel=False)
-def maximum_fwd(a, b, sa, sb, n):
+def select_fwd(a, b, sa, sb, n, pick_larger):
+    """``maximum`` (``pick_larger``) or ``minimum``; a NaN in either operand wins, as in NumPy."""
     out = np.empty(n, dtype=a.dtype)
     if sa == sb:
         for i in range(n):
-            out[i] = _larger(a[i], b[i])
+            out[i] = _pick(a[i], b[i], pick_larger)
     elif sb == 0:
         y = b[0]
         for i in range(n):
-            out[i] = _larger(a[i], y)
+            out[i] = _pick(a[i], y, pick_larger)
     else:
         x = a[0]
         for i in range(n):
-            out[i] = _larger(x, b[i])
-    return out
-
-
-@kernel(parallel=False)
-def minimum_fwd(a, b, sa, sb, n):
-    out = np.empty(n, dtype=a.dtype)
-    if sa == sb:
-        for i in range(n):
-            out[i] = _smaller(a[i], b[i])
-    elif sb == 0:
-        y = b[0]
-        for i in range(n):
-            out[i] = _smaller(a[i], y)
-    else:
-        x = a[0]
-        for i in range(n):
-            out[i] = _smaller(x, b[i])
+            out[i] = _pick(x, b[i], pick_larger)
     return out
 
 

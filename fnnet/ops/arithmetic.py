@@ -65,17 +65,17 @@ def _subtract_bwd(res, g):
 _subtract = primitive("subtract", _subtract_fwd, _subtract_bwd, argnames=("a", "b"))
 
 
-def _with_operand_residuals(name, fwd_kernel, bwd_kernel, *bwd_args):
+def _with_operand_residuals(name, fwd_kernel, bwd_kernel, *flags):
     """Register a binary op whose VJP kernel reads both (flat) operands: ``bwd_kernel(fa, fb, g, sa, sb,
-    *bwd_args) -> (ga, gb)``, each in the broadcast output's shape."""
+    *flags) -> (ga, gb)``, each in the broadcast output's shape; ``fwd_kernel(fa, fb, sa, sb, n, *flags)``."""
 
     def fwd(a, b):
         fa, fb, sa, sb, n, shape = _operands(a, b)
-        return fwd_kernel(fa, fb, sa, sb, n).reshape(shape), (fa, fb, sa, sb)
+        return fwd_kernel(fa, fb, sa, sb, n, *flags).reshape(shape), (fa, fb, sa, sb)
 
     def bwd(res, g):
         fa, fb, sa, sb = res
-        ga, gb = bwd_kernel(fa, fb, contiguous(g).reshape(-1), sa, sb, *bwd_args)
+        ga, gb = bwd_kernel(fa, fb, contiguous(g).reshape(-1), sa, sb, *flags)
         return ga.reshape(g.shape), gb.reshape(g.shape)
 
     return primitive(name, fwd, bwd, argnames=("a", "b"))
@@ -83,8 +83,8 @@ def _with_operand_residuals(name, fwd_kernel, bwd_kernel, *bwd_args):
 
 _multiply = _with_operand_residuals("multiply", K.multiply_fwd, K.multiply_bwd)
 _divide = _with_operand_residuals("divide", K.divide_fwd, K.divide_bwd)
-_maximum = _with_operand_residuals("maximum", K.maximum_fwd, K.select_bwd, True)
-_minimum = _with_operand_residuals("minimum", K.minimum_fwd, K.select_bwd, False)
+_maximum = _with_operand_residuals("maximum", K.select_fwd, K.select_bwd, True)
+_minimum = _with_operand_residuals("minimum", K.select_fwd, K.select_bwd, False)
 
 
 def _power_fwd(a, b):
