@@ -24,11 +24,12 @@ from . import precision, testing, train  # noqa: F401
 from .summary import eval_shape, summary  # noqa: F401
 from .precompile import precompile  # noqa: F401
 from .vmap import per_example_grads, vmap  # noqa: F401
+from .jit import jit  # noqa: F401  (the function; its package stays importable as fnnet.jit.*)
 
 # The functions importable from ``fnnet`` itself; the subpackages (``fnnet.layers``, ``fnnet.ops``, ...) hold
 # the rest of the API.
 __all__ = [
-    "check_finite", "checkpoint", "eval_shape", "grad", "last_tape_stats", "per_example_grads", "precompile",
+    "check_finite", "checkpoint", "eval_shape", "grad", "jit", "last_tape_stats", "per_example_grads", "precompile",
     "primitive", "stop_gradient", "summary", "value_and_grad", "vjp", "vmap",
 ]
 

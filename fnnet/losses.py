@@ -11,11 +11,13 @@ order, so it is deterministic).  ``mse`` and ``binary_cross_entropy_with_logits`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import kernels as K
 from . import ops
-from .autodiff import Batched, Tracer, primitive
+from .autodiff import Batched, Tracer, primitive, recording
 from .ops._validate import check_array, check_float, check_same_dtype, contiguous, value
 
 __all__ = [
@@ -84,7 +86,12 @@ def _check_logits(op, logits):
 def _check_labels(op, labels, n, num_classes):
     """``labels`` as a plain int32/int64 array of ``n`` class indices (see ``check_array``)."""
     if type(labels) is Tracer:
-        raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
+        plain = recording.jit_index(labels)  # fnnet.jit's traced labels: checked now and on every replay
+        if plain is None:
+            raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
+        plain = _check_labels(op, plain, n, num_classes)
+        recording.revalidate(functools.partial(_check_labels, op, n=n, num_classes=num_classes), plain)
+        return plain
     if type(labels) is Batched:  # fnnet.vmap: example 0 as usual, then every example's labels as one array
         _check_labels(op, labels.value[0], n, num_classes)
         flat = _check_labels(op, labels.value.reshape(-1), labels.value.size, num_classes)

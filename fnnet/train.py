@@ -20,6 +20,7 @@ from . import distributed as dist
 from . import random as fnrandom
 from . import tree
 from .autodiff import value_and_grad
+from .jit import jit as jit_function
 
 __all__ = ["make_train_step", "data_parallel_step", "run_epoch", "predict", "evaluate", "accuracy", "NonFiniteError"]
 
@@ -93,7 +94,7 @@ def _metrics(loss, out, y) -> dict:
     return metrics
 
 
-def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed=False):
+def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed=False, jit=True):
     """Build ``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)``.
 
     Args:
@@ -107,6 +108,10 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
             on the MPI ranks: each rank passes its own ``x``, ``y`` (e.g. from ``fnnet.distributed.shard``)
             and the same ``key``; gradients, BatchNorm running statistics and metrics are averaged over the
             ranks (see :func:`data_parallel_step`).
+        jit: when True (the default), the forward, backward and update run through :func:`fnnet.jit`:
+            traced on the first call for each batch shape, replayed afterwards, bitwise the same results.
+            False runs them eagerly (the loss function may then read values in Python).  Ignored with
+            ``distributed`` (its gradient exchange runs during the backward).
 
     Raises:
         NonFiniteError: see ``check_finite``.
@@ -119,6 +124,8 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
     if distributed is not False:
         return data_parallel_step(model, loss_fn, optimizer, check_finite=check_finite, options=distributed)
     loss_and_grad = value_and_grad(_objective(model, loss_fn), has_aux=True)
+    if jit:
+        return _jitted_step(loss_and_grad, optimizer, check_finite)
 
     def step(params, state, opt_state, x, y, key):
         (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
@@ -128,6 +135,27 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
         params = optim.apply_updates(params, updates)
         return params, new_state, opt_state, _metrics(loss, out, y)
 
+    return step
+
+
+def _jitted_step(loss_and_grad, optimizer, check_finite):
+    """The train step under ``fnnet.jit``.  The update is computed before the finite check here, into new
+    arrays, and dropped with the step when the check fails: the caller's params are as untouched as when
+    the eager step raises before the update."""
+
+    @jit_function
+    def core(params, state, opt_state, x, y, key):
+        (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        return optim.apply_updates(params, updates), new_state, new_opt_state, loss, out, grads
+
+    def step(params, state, opt_state, x, y, key):
+        params, state, opt_state, loss, out, grads = core(params, state, opt_state, x, y, key)
+        if check_finite:
+            check_finite_step(loss, grads)
+        return params, state, opt_state, _metrics(loss, out, y)
+
+    step.jitted = core
     return step
 
 

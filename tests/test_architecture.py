@@ -11,13 +11,14 @@ ROOT = pathlib.Path(fnnet.__file__).parent
 ALLOWED = {
     "kernels": set(),
     "tree": set(),
-    "random": {"kernels"},
+    "random": {"kernels", "autodiff"},  # autodiff.recording only: draws are recorded by fnnet.jit
     "init": {"random"},
     "autodiff": {"tree"},
     "ops": {"kernels", "autodiff", "random", "tree"},
     "layers": {"ops", "init", "random", "tree"},
     "losses": {"ops", "kernels", "autodiff", "tree"},
-    "optim": {"kernels", "tree"},
+    "optim": {"kernels", "tree", "autodiff"},  # autodiff.recording only: updates are recorded by fnnet.jit
+    "jit": {"autodiff", "tree"},
     "testing": {"tree", "autodiff", "random", "ops", "losses", "layers"},  # docs/design.md: everything below
     "io": {"tree", "layers", "optim"},
     "datasets": {"random"},

@@ -74,9 +74,15 @@ class _HalfVJP:
         return tuple(narrow(x) for x in grads)
 
 
-def call(prim, tape, args, params):
-    """Run ``prim`` on arguments of which at least one is a float16 array (or a tracer of one)."""
-    values = [a.value if type(a) is Tracer else a for a in args]
+def forward(prim, values, params):
+    """``prim``'s forward on ``values`` computed in float32: ``(float16 output(s), residuals as a tape stores
+    them)`` (a residual that is a widened input is the original float16 array, the saved output the float16
+    output itself, anything else narrowed)."""
+    out, residuals, _ = _forward(prim, values, params, keep=True)
+    return out, residuals
+
+
+def _forward(prim, values, params, keep):
     params32 = {k: _param32(v) for k, v in params.items()}
     wide = [widen(v) for v in values]
     out32, residuals = prim.fwd(*wide, **params32)
@@ -86,9 +92,24 @@ def call(prim, tape, args, params):
     else:
         out = narrow(out32)
         main32, main16 = out32, out
+    if not keep:
+        return out, None, params32
+    originals = {id(w): v for w, v in zip(wide, values) if w is not v}
+    originals[id(main32)] = main16
+
+    def store(r):
+        original = originals.get(id(r))
+        return original if original is not None else narrow(r)
+
+    return out, _map_arrays(store, residuals), params32
+
+
+def call(prim, tape, args, params):
+    """Run ``prim`` on arguments of which at least one is a float16 array (or a tracer of one)."""
+    values = [a.value if type(a) is Tracer else a for a in args]
+    out, stored, params32 = _forward(prim, values, params, keep=tape is not None)
     if tape is None:
         return out
-    adaptor = _HalfVJP(prim)
     parents, shapes = [], []
     for a in args:
         if type(a) is Tracer:
@@ -97,15 +118,7 @@ def call(prim, tape, args, params):
         else:
             parents.append(-1)
             shapes.append(None)
-    # A residual that is one of the widened inputs is stored as the original float16 array (no new pass).
-    originals = {id(w): v for w, v in zip(wide, values) if w is not v}
-    originals[id(main32)] = main16  # a saved output is stored as the half output itself
-
-    def store(r):
-        original = originals.get(id(r))
-        return original if original is not None else narrow(r)
-
-    node = tape.record(adaptor, _map_arrays(store, residuals), params32, tuple(parents), tuple(shapes))
+    node = tape.record(_HalfVJP(prim), stored, params32, tuple(parents), tuple(shapes))
     if prim.num_aux:
         return (Tracer(out[0], tape, node), *out[1:])
     return Tracer(out, tape, node)

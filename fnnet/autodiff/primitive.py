@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from . import batching, half
+from . import batching, half, recording
 from .batching import Batched
 from .tape import Tracer
 
@@ -155,6 +155,8 @@ class Primitive:
                 is_half = True
             elif t is Batched:
                 is_batched = True
+        if tape is not None and tape.jit is not None or tape is None and recording._state.__dict__.get("recorder"):
+            return self._recorded_call(tape, args, params)
         if is_batched or tape is not None and tape.batch_size:  # under fnnet.vmap
             if tape is not None:
                 _check_tapes(self.name, tape, args)
@@ -169,6 +171,24 @@ class Primitive:
                 self._check_first_forward(result, args)
             return result[0]
         return self._traced_call(tape, args, params)
+
+    def _recorded_call(self, tape, args, params):
+        """Under ``fnnet.jit``'s trace: record the call when a traced value reaches it (otherwise it is
+        computed from constants and runs as usual)."""
+        recorder = recording.current()
+        if tape is not None and (tape.jit is not recorder or not tape.active):
+            raise UnexpectedTracerError(
+                f"{self.name}: got a value traced by a fnnet.jit call that has returned (it leaked out, e.g. "
+                "through a global or a closure) or that runs in another thread; return plain values from "
+                "jitted functions"
+            )
+        if tape is None and not any(recorder.is_dynamic(a) for a in (*args, *params.values())):
+            with recording.suspended():
+                return self._call(*args, **params)
+        if any(type(a) is Batched for a in args) or tape is not None and tape.batch_size:
+            raise NotImplementedError(f"{self.name}: fnnet.vmap inside fnnet.jit is not supported yet; jit the "
+                                      "function that calls vmap from outside, or drop jit")
+        return recorder.call_primitive(self, args, params)
 
     def _check_first_forward(self, result, values):
         _check_fwd_result(self, result, values)

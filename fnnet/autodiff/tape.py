@@ -24,7 +24,8 @@ class Tape:
     one per example, ``(batch_size, *shape)`` (see ``fnnet.autodiff.batching``).
     """
 
-    __slots__ = ("entries", "num_nodes", "active", "residual_bytes", "peak_residual_bytes", "batch_size")
+    __slots__ = ("entries", "num_nodes", "active", "residual_bytes", "peak_residual_bytes", "batch_size", "jit",
+                 "slots")
 
     def __init__(self, batch_size: int = 0):
         self.entries = []
@@ -33,6 +34,8 @@ class Tape:
         self.residual_bytes = 0
         self.peak_residual_bytes = 0
         self.batch_size = batch_size
+        self.jit = None  # the fnnet.jit recorder tracing this tape (autodiff/recording.py), if any
+        self.slots = None  # under jit: {node: slot}
 
     def cotangent_shape(self, shape: tuple) -> tuple:
         """The shape of a cotangent of a value of ``shape`` (one example's) on this tape."""
@@ -66,6 +69,14 @@ class Tape:
         ``on_final(node, cotangent_or_None)``, when given, is called for each node of ``watch`` that some
         entry uses, right after the walk has run the earliest-recorded such entry (the last one it reaches):
         no later entry of the walk can change that cotangent, so it may be sent away while the walk goes on."""
+        if self.jit is not None:
+            if on_final is not None:
+                raise NotImplementedError(
+                    "fnnet.jit: value_and_grad(on_gradient=...) (overlapped gradient reduction) cannot be "
+                    "traced; keep the distributed step outside jit"
+                )
+            from .recorded_backward import backward
+            return backward(self.jit, self, seeds, keep)
         cotangents = dict(seeds)
         owned = set()  # nodes whose cotangent array we allocated, so it may be updated in place
         entries = self.entries
@@ -187,16 +198,34 @@ class Tracer:
         return len(self.value)
 
     def __bool__(self):
+        if self.tape.jit is not None:
+            self.tape.jit.concretized("bool()")
         return bool(self.value)
 
     def __float__(self):
+        if self.tape.jit is not None:
+            self.tape.jit.concretized("float()")
         return float(self.value)
 
     def __int__(self):
+        if self.tape.jit is not None:
+            self.tape.jit.concretized("int()")
         return int(self.value)
 
+    def __index__(self):
+        if self.tape.jit is not None:
+            self.tape.jit.concretized("use as an index")
+        return self.value.__index__()
+
     def item(self):
+        if self.tape.jit is not None:
+            self.tape.jit.concretized(".item()")
         return self.value.item()
+
+    def tolist(self):
+        if self.tape.jit is not None:
+            self.tape.jit.concretized(".tolist()")
+        return self.value.tolist()
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError(

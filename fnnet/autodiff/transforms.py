@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from .. import tree
+from . import recording
 from .arrays import plain_array
 from .batching import Batched, scope_size
 from .primitive import Primitive, _check_tapes
@@ -41,6 +42,10 @@ def _trace_leaves(tape, leaves, where="grad"):
             leaf = plain_array(where, f"leaf {i} of a differentiated argument (in fnnet.tree.paths order)", leaf)
             wrapped.append(Tracer(leaf, tape, tape.new_node()))
             positions.append(i)
+        elif type(leaf) is Tracer and tape.jit is not None and leaf.dtype.type in _FLOATS:  # a fnnet.jit input
+            wrapped.append(Tracer(leaf.value, tape, tape.new_node()))
+            tape.slots[wrapped[-1].node] = tape.jit.slot_of(leaf)
+            positions.append(i)
         elif type(leaf) is Batched and leaf.dtype.type in _FLOATS:  # under fnnet.vmap, vmapped by its in_axes
             wrapped.append(Tracer(leaf, tape, tape.new_node()))
             positions.append(i)
@@ -49,8 +54,11 @@ def _trace_leaves(tape, leaves, where="grad"):
     return wrapped, positions
 
 
-def _leaf_gradient(g, value):
+def _leaf_gradient(g, value, recorder=None):
     """The gradient returned for a traced leaf: its cotangent ``g`` (zeros when None) in the leaf's dtype."""
+    if recorder is not None:
+        from .recorded_backward import leaf_gradient
+        return leaf_gradient(recorder, g, value)
     if g is None:
         return np.zeros_like(value)
     return g.astype(value.dtype) if g.dtype != value.dtype else g
@@ -65,10 +73,10 @@ def _gradient_leaves(original, wrapped, cotangents):
             g = cotangents.get(w.node)
             out.append(np.zeros(w.value.shape, w.value.dtype) if g is None else Batched(_leaf_gradient(g, w.value)))
         elif type(w) is Tracer:
-            g = _leaf_gradient(cotangents.get(w.node), w.value)
+            g = _leaf_gradient(cotangents.get(w.node), w.value, w.tape.jit)
             out.append(type(leaf)(g) if isinstance(leaf, (float, np.floating)) else g)
-        elif isinstance(leaf, np.ndarray):
-            out.append(np.zeros_like(leaf))
+        elif isinstance(leaf, np.ndarray) or type(leaf) is Tracer:
+            out.append(np.zeros(leaf.shape, leaf.dtype))
         elif type(leaf) is Batched:
             out.append(np.zeros(leaf.shape, leaf.dtype))
         else:
@@ -153,6 +161,9 @@ def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
     def wrapper(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), where)
         tape = Tape(scope_size())
+        recorder = recording.current()
+        if recorder is not None:  # traced by fnnet.jit
+            tape.jit, tape.slots = recorder, {}
         args = list(args)
         traced = {}
         for n in nums:
@@ -168,7 +179,7 @@ def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
                 out, aux = out
             _check_scalar_output(out, where)
             seeds = {}
-            if type(out) is Tracer:
+            if type(out) is Tracer and out.tape is tape:
                 seeds[out.node] = np.ones(tape.cotangent_shape(out.value.shape), dtype=out.value.dtype)
             if on_gradient is None:
                 cotangents = tape.backward(seeds)
@@ -183,6 +194,9 @@ def value_and_grad(f, argnums=0, has_aux=False, *, on_gradient=None):
             for leaves, wrapped, treedef in (traced[n] for n in nums)
         )
         grads = grads[0] if single else grads
+        if recorder is not None:
+            value, aux = recorder.export(out), tree.map(recorder.export, aux) if has_aux else None
+            return ((value, aux), grads) if has_aux else (value, grads)
         value = value_of(out)
         if has_aux:
             return (value, _strip(aux)), grads
@@ -273,6 +287,9 @@ def vjp(f, *primals):
 
 def stop_gradient(x):
     """Return ``x`` (an array or a tree) as plain values: no gradient flows back through it."""
+    recorder = recording.current()
+    if recorder is not None:  # under fnnet.jit a value stays traced by jit, but leaves grad's tape
+        return tree.map(recorder.export, x)
     return tree.map(value_of, x)
 
 
@@ -324,6 +341,10 @@ def checkpoint(f):
 
     @functools.wraps(f)
     def wrapped(*args, **kwargs):
+        recorder = recording.current()
+        if recorder is not None:  # traced by fnnet.jit
+            from .recorded_checkpoint import checkpoint_call
+            return checkpoint_call(recorder, _checkpoint_prim, f, where, args, kwargs)
         leaves, treedef = tree.flatten((args, kwargs))
         tape = next((leaf.tape for leaf in leaves if type(leaf) is Tracer), None)
         if tape is None or scope_size():  # under fnnet.vmap: recorded as it runs (same values, more memory)

@@ -20,7 +20,19 @@ from ._ufuncs import array_ufunc, batched_array_ufunc
 
 
 def _compare(fn):
-    return lambda self, other: fn(self.value, other.value if type(other) is Tracer else other)
+    def compare(self, other):
+        recorder = self.tape.jit or (other.tape.jit if type(other) is Tracer else None)
+        if recorder is not None:  # under fnnet.jit the boolean result is traced as well
+            return recorder.call_host(fn, (recorder.export(self), recorder.export(other)), {})
+        return fn(self.value, other.value if type(other) is Tracer else other)
+
+    return compare
+
+
+def _getitem(s, index):
+    if s.tape.jit is not None and s.dtype.kind != "f":  # fnnet.jit's integer inputs, e.g. a row of split keys
+        return s.tape.jit.call_host(operator.getitem, (s, index), {})
+    return I.getitem(s, index)
 
 
 def install() -> None:
@@ -51,7 +63,7 @@ def install() -> None:
     T.T = property(lambda s: S.transpose(s))
     T.reshape = lambda s, *shape: S.reshape(s, shape[0] if len(shape) == 1 else shape)
     T.transpose = lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None)
-    T.__getitem__ = lambda s, index: I.getitem(s, index)
+    T.__getitem__ = _getitem
     T.sum = lambda s, axis=None, keepdims=False: R.sum(s, axis, keepdims)
     T.mean = lambda s, axis=None, keepdims=False: R.mean(s, axis, keepdims)
     T.max = lambda s, axis=None, keepdims=False: R.max(s, axis, keepdims)

@@ -4,6 +4,8 @@ and the tape sums them to each operand's shape (``fnnet.autodiff.unbroadcast``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import kernels as K
@@ -24,8 +26,13 @@ def _flat(x, shape, n):
 
 
 def _operands(a, b):
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    if a.shape == b.shape or b.size == 1 and b.ndim <= a.ndim:  # the common cases, without numpy's helpers
+        shape = a.shape
+    elif a.size == 1 and a.ndim <= b.ndim:
+        shape = b.shape
+    else:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    n = math.prod(shape)
     fa, sa = _flat(a, shape, n)
     fb, sb = _flat(b, shape, n)
     return fa, fb, sa, sb, n, shape

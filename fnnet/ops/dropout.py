@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import kernels as K
 from .. import random as fnrandom
-from ..autodiff import primitive
+from ..autodiff import primitive, recording
 from ._validate import as_number, check_float, contiguous, value
 
 __all__ = ["dropout", "channel_dropout"]
@@ -59,6 +59,7 @@ def dropout(x, key=None, rate=0.5, *, train=True):
         TypeError: non-float ``x``, non-number ``rate``, a key that is not a (2,) uint32 array.
         ValueError: ``rate`` outside ``[0, 1)``, or no key when training (the message shows the call).
     """
+    key = _traced_key(key)
     x, active = _active("dropout", x, key, rate, train)
     if not active:
         return x
@@ -83,6 +84,7 @@ def channel_dropout(x, key=None, rate=0.5, *, train=True):
         TypeError, ValueError: as :func:`dropout`; ValueError also when ``x`` has fewer than 3 dimensions.
     """
     op = "channel_dropout"
+    key = _traced_key(key)
     x, active = _active(op, x, key, rate, train)
     xs = value(x).shape
     if len(xs) < 3:
@@ -91,6 +93,12 @@ def channel_dropout(x, key=None, rate=0.5, *, train=True):
     if not active:
         return x
     return _dropout(x, key=key, rate=float(rate), mask_shape=xs[:2] + (1,) * (len(xs) - 2))
+
+
+def _traced_key(key):
+    """A key traced by ``fnnet.jit`` as the plain value its kernels read (the replay passes each call's key)."""
+    value = recording.jit_index(key)
+    return key if value is None else value
 
 
 def _active(op, x, key, rate, train):

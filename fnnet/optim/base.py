@@ -1,5 +1,5 @@
-"""The optimizer protocol (``GradientTransformation``), ``apply_updates``, gradient accumulation, and the
-leaf-level helpers the transformations share.
+"""The optimizer protocol (``GradientTransformation``), ``apply_updates`` and the leaf-level helpers the
+transformations share.
 
 An optimizer is a pair of pure functions::
 
@@ -8,41 +8,95 @@ An optimizer is a pair of pure functions::
     updates, opt_state = opt.update(grads, opt_state, params)
     params = fnnet.optim.apply_updates(params, updates)
 
+or, in one pass per leaf without the ``updates`` tree, optionally writing over the old params and state
+(:meth:`GradientTransformation.update_and_apply`, :mod:`fnnet.optim.donation`)::
+
+    params, opt_state = opt.update_and_apply(grads, opt_state, params, donate=True)
+
 Optimizer states are ``NamedTuple`` records of trees (so :mod:`fnnet.tree` and :mod:`fnnet.io` see their
-arrays); the step counter is a 0-d int64 array inside the state.  Nothing is ever modified in place:
-every update returns new arrays.
+arrays); the step counter is a 0-d int64 array inside the state.  Nothing is ever modified in place
+unless the caller donates it: every update returns new arrays.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import numbers
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
 from .. import kernels as K
 from .. import tree
+from . import donation
+from ..autodiff.recording import host_step
 
-__all__ = [
-    "GradientTransformation", "EmptyState", "apply_updates", "accumulate", "accumulate_gradients",
-]
+__all__ = ["GradientTransformation", "EmptyState", "apply_updates"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT_TYPES = (np.float32, np.float64)
 
 
 class GradientTransformation(NamedTuple):
-    """An optimizer (or a building block of one): two pure functions.
+    """An optimizer (or a building block of one): two pure functions, and optionally a fused step.
 
     Attributes:
         init: ``init(params) -> opt_state``.
         update: ``update(grads, opt_state, params=None) -> (updates, new_opt_state)``; ``updates`` has
             the structure and dtypes of ``grads`` and is *added* to the params by :func:`apply_updates`.
+        fused_step: ``fused_step(grads, opt_state, params, donate) -> (new_params, new_opt_state)``, one
+            kernel pass per leaf (the optimizers of :mod:`fnnet.optim.alias`), or None: then
+            :meth:`update_and_apply` runs ``update`` and adds the updates.
     """
 
     init: Callable[[Any], Any]
     update: Callable[..., tuple]
+    fused_step: Optional[Callable[..., tuple]] = None
+
+    def update_and_apply(self, grads, opt_state, params, *, donate: bool = False):
+        """One optimizer step: ``update`` followed by :func:`apply_updates`, without the ``updates`` tree.
+
+        Args:
+            grads: a tree of float32/float64 arrays shaped like ``params``.
+            opt_state: this optimizer's state (from ``init`` or the previous step).
+            params: the current params tree.
+            donate: give up ``params`` and ``opt_state``: the new params and buffers may be written into
+                their memory, so a step holds params + grads + state and nothing more.  Passing a donated
+                array to ``fnnet.optim`` again raises ValueError; see :mod:`fnnet.optim.donation` for what
+                is and is not caught.  Leaves that cannot be written in place (read-only, non-contiguous,
+                memmaps) get new arrays.  Without a fused step (chains, ``masked``, ``multi_transform``)
+                only the params are written in place.
+
+        Returns:
+            ``(new_params, new_opt_state)``, bitwise equal to ``update`` + ``apply_updates`` with or
+            without donation.
+
+        Raises:
+            ValueError: no params; a donated array passed again; with ``donate``, two donated leaves that
+                share memory, or gradients sharing memory with a donated leaf.
+            TypeError: ``donate`` is not a bool; see ``update`` for the leaves.
+
+        Example::
+
+            params, opt_state = opt.update_and_apply(grads, opt_state, params, donate=True)
+        """
+        where = "fnnet.optim.update_and_apply"
+        if not isinstance(donate, (bool, np.bool_)):
+            raise TypeError(f"{where}: donate must be a bool, got {type(donate).__name__} {donate!r}")
+        if params is None:
+            raise ValueError(f"{where}: params is None; pass the current params: "
+                             "update_and_apply(grads, opt_state, params)")
+        if self.fused_step is not None:
+            return self.fused_step(grads, opt_state, params, bool(donate))
+        return _update_then_apply(self, grads, opt_state, params, bool(donate))
+
+
+class GradientTransformation(GradientTransformation):  # noqa: F811  (the record above, built through here)
+    __doc__ = GradientTransformation.__doc__
+    __slots__ = ()
+
+    def __new__(cls, init, update):
+        # Under fnnet.jit each update is recorded as one step (its kernels, schedules and checks run on replay).
+        return super().__new__(cls, init, update if hasattr(update, "__wrapped__") else host_step(update))
 
 
 class EmptyState(NamedTuple):
@@ -122,6 +176,7 @@ def float_leaves(where: str, name: str, t, dtypes=None):
 
 
 def _check_float_leaves(where, name, t, leaves, dtypes):
+    donation.check_not_donated(where, name, t, leaves)
     paths = None
     for i, x in enumerate(leaves):
         if type(x) is np.ndarray and x.dtype.type in _FLOAT_TYPES and (dtypes is None or x.dtype == dtypes[i]):
@@ -211,6 +266,7 @@ def decay_rates(where: str, weight_decay: float, mask, params, treedef) -> list:
 # ----------------------------------------------------------------------------------------- public API
 
 
+@host_step
 def apply_updates(params, updates):
     """Return ``params + updates``, leaf by leaf, as new arrays.
 
@@ -231,118 +287,24 @@ def apply_updates(params, updates):
     return tree.unflatten(treedef, [np.asarray(p + u) for p, u in zip(p_leaves, u_leaves)])  # 0-d stays an array
 
 
-def accumulate(grads_list, weights=None):
-    """Combine per-micro-batch gradient trees: ``sum_i w_i g_i / sum_i w_i`` (plain mean without weights).
-
-    The sum runs in list order, leaf by leaf in each leaf's dtype, so the result does not depend on
-    anything but the inputs.
-
-    Args:
-        grads_list: a non-empty sequence of gradient trees with one structure, shapes and dtypes.
-        weights: optional non-negative numbers, one per tree (e.g. micro-batch sizes), not all zero.
-
-    Returns:
-        A gradient tree of the same structure and dtypes.
-
-    Raises:
-        ValueError: empty list, bad weights, or trees of different structure/shape.
-        TypeError: dtypes.
-    """
-    where = "fnnet.optim.accumulate"
-    grads_list = list(grads_list)
-    if not grads_list:
-        raise ValueError(f"{where}: grads_list is empty; pass at least one gradient tree")
-    if weights is not None:
-        weights = [check_hyper(where, f"weights[{i}]", w) for i, w in enumerate(weights)]
-        if len(weights) != len(grads_list):
-            raise ValueError(f"{where}: got {len(weights)} weights for {len(grads_list)} gradient trees")
-        if sum(weights) <= 0:
-            raise ValueError(f"{where}: weights must not all be zero, got {weights}")
-    acc = _Accumulator(where)
-    for i, g in enumerate(grads_list):
-        acc.add(g, None if weights is None else weights[i])
-    return acc.result()
-
-
-class _Accumulator:
-    """Running ``sum_i w_i g_i`` over gradient trees, in the order they are added, in each leaf's dtype."""
-
-    def __init__(self, where):
-        self.where, self.count, self.weight_sum = where, 0, 0.0
-        self.treedef = self.first = self.total = None
-
-    def add(self, grads, weight=None):
-        name = f"gradient tree {self.count}"
-        if self.treedef is None:
-            self.first, self.treedef = float_leaves(self.where, name, grads)
-            leaves = self.first
-        else:
-            leaves = matching_leaves(self.where, name, grads, self.treedef, self.first,
-                                     grads_name="gradient tree 0")
-        terms = leaves if weight is None else [x * cast(weight, x.dtype) for x in leaves]
-        self.total = [np.array(t) for t in terms] if self.total is None else [
-            a + t for a, t in zip(self.total, terms)]
-        self.count += 1
-        self.weight_sum += 1.0 if weight is None else weight
-
-    def result(self):
-        return tree.unflatten(self.treedef, [t / cast(self.weight_sum, t.dtype) for t in self.total])
-
-
-def accumulate_gradients(grad_fn, params, batches, weights=None, *, threads=1):
-    """Gradient of a mean loss over a large batch, computed one micro-batch at a time.
-
-    Calls ``grad_fn(params, batch)`` for each micro-batch in order and combines the results with
-    :func:`accumulate`.  For a loss that is a *mean* over examples, equal-sized micro-batches need no
-    weights (the mean of the micro-batch gradients is the full-batch gradient); pass the micro-batch sizes
-    as ``weights`` when they differ.
-
-    Args:
-        grad_fn: ``grad_fn(params, batch) -> grads`` (e.g. ``fnnet.grad(loss)``), grads shaped like params.
-        params: the params tree passed unchanged to every call.
-        batches: an iterable of micro-batches (anything ``grad_fn`` accepts, e.g. ``(x, y)`` tuples).
-        weights: optional per-micro-batch weights (see :func:`accumulate`).
-        threads: compute up to this many micro-batch gradients at once in Python threads.  fnnet's kernels
-            release the GIL and each ``grad`` call has its own tape, so the threads run in parallel.  The
-            results are still combined in micro-batch index order, so the sum is bit-identical to the
-            serial one whatever order the threads finish in.
-
-    Returns:
-        The combined gradient tree.
-
-    Raises:
-        ValueError: no micro-batches, or see :func:`accumulate`.
-
-    Example::
-
-        grads = fnnet.optim.accumulate_gradients(fnnet.grad(loss), params,
-                                                 [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)])
-    """
-    where = "fnnet.optim.accumulate_gradients"
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"{where}: threads must be an int >= 1, got {threads!r}")
-    acc = _Accumulator(where)
-    weights = None if weights is None else list(weights)
-    if threads > 1:
-        def work(batch):
-            K.share_threads(threads)  # each Python thread's kernels use its share of the cores
-            return grad_fn(params, batch)
-
-        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            grads_in_order = pool.map(work, list(batches))  # yields in index order
-            return _combine(where, acc, grads_in_order, weights)
-    return _combine(where, acc, (grad_fn(params, b) for b in batches), weights)
-
-
-def _combine(where, acc, grads_in_order, weights):
-    for i, grads in enumerate(grads_in_order):
-        if weights is not None and i >= len(weights):
-            raise ValueError(f"{where}: more micro-batches than the {len(weights)} weights given")
-        acc.add(grads, None if weights is None else check_hyper(where, f"weights[{i}]", weights[i]))
-    if acc.count == 0:
-        raise ValueError(f"{where}: batches is empty; pass at least one micro-batch")
-    if weights is not None and len(weights) != acc.count:
-        raise ValueError(f"{where}: got {len(weights)} weights for {acc.count} micro-batches")
-    if acc.weight_sum <= 0:
-        raise ValueError(f"{where}: weights must not all be zero, got {weights}")
-    return acc.result()
+def _update_then_apply(transformation, grads, opt_state, params, donate):
+    """``update_and_apply`` of a transformation without a fused step; with ``donate``, the params are
+    written in place and the state leaves that ``update`` replaced are given up."""
+    where = "fnnet.optim.update_and_apply"
+    p_leaves, treedef = float_leaves(where, "params", params)
+    s_leaves = [x for x in tree.leaves(opt_state) if isinstance(x, np.ndarray)]
+    donation.check_not_donated(where, "opt_state", opt_state, tree.leaves(opt_state))
+    if donate:
+        donation.check_disjoint(where, {"params": (params, p_leaves), "opt_state": (opt_state, tree.leaves(opt_state))},
+                                {"grads": (grads, tree.leaves(grads))})
+    updates, new_state = transformation.update(grads, opt_state, params)
+    u_leaves = matching_leaves(where, "updates", updates, treedef, p_leaves, grads_name="params")
+    new = []
+    for p, u in zip(p_leaves, u_leaves):
+        out = donation.output_for(p, donate)
+        np.add(flat(p), flat(u), out=out)
+        new.append(out.reshape(p.shape))
+    if donate:
+        kept = {id(x) for x in tree.leaves(new_state)}  # a buffer the update passed on unchanged stays valid
+        donation.mark_donated(p_leaves + [x for x in s_leaves if id(x) not in kept])
+    return tree.unflatten(treedef, new), new_state

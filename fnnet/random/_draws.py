@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..autodiff.recording import host_step  # fnnet.jit records each draw as one step
+
 from fnnet.kernels import random as _kernels
 
 from ._keys import MASK64, as_dtype, as_int, as_shape, check_key, describe, float_dtype
@@ -78,6 +80,7 @@ def _stream(key, dtype):
 # ------------------------------------------------------------------------------------------ draws
 
 
+@host_step
 def bits(key: np.ndarray, shape=()) -> np.ndarray:
     """Uniform random uint32 words.
 
@@ -93,6 +96,7 @@ def bits(key: np.ndarray, shape=()) -> np.ndarray:
     return _generate(shape, np.uint32, _stream(key, np.uint32))
 
 
+@host_step
 def uniform(key, shape=(), dtype=np.float32, minval=0.0, maxval=1.0) -> np.ndarray:
     """Uniform floats in ``[minval, maxval)``.
 
@@ -137,6 +141,7 @@ def draw_uniform(key, shape, dtype, minval, maxval, **store):
     return _generate(shape, dt, fill, **store)
 
 
+@host_step
 def normal(key, shape=(), dtype=np.float32) -> np.ndarray:
     """Standard normal floats (Box-Muller on two uniforms in ``(0, 1]`` and ``[0, 1)``, computed in float64).
 
@@ -193,6 +198,7 @@ def _box_muller_float32(u, dest):
         dest[...] = even[:dest.size]
 
 
+@host_step
 def truncated_normal(key, shape=(), dtype=np.float32, lower=-2.0, upper=2.0) -> np.ndarray:
     """Standard normal conditioned on ``lower < z < upper`` (exact, by inverting the normal CDF).
 
@@ -239,6 +245,7 @@ def draw_truncated_normal(key, shape, dtype, lower=-2.0, upper=2.0, **store):
     return _generate(shape, dt, fill, **store)
 
 
+@host_step
 def bernoulli(key, shape=(), p=0.5) -> np.ndarray:
     """Booleans that are True with probability ``p`` (a float or an array broadcastable to ``shape``).
 
@@ -266,6 +273,7 @@ def bernoulli(key, shape=(), p=0.5) -> np.ndarray:
     return _generate(shape, np.bool_, fill)
 
 
+@host_step
 def permutation(key, n_or_array):
     """A random permutation of ``arange(n)``, or of an array along axis 0.
 
@@ -294,6 +302,7 @@ def permutation(key, n_or_array):
     return x[permutation(key, x.shape[0])]
 
 
+@host_step
 def randint(key, shape, minval: int, maxval: int, dtype=np.int64) -> np.ndarray:
     """Uniform integers in ``[minval, maxval)`` (64 random bits reduced modulo the span; bias < span / 2**64).
 

@@ -7,6 +7,8 @@ import numpy as np
 
 from fnnet.kernels import random as _kernels
 
+from ..autodiff.recording import host_step  # fnnet.jit records each draw as one step
+
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
 _SPLIT_DOMAIN = 0x53504C54                      # counter high word used by split ("SPLT")
@@ -130,6 +132,7 @@ def key(seed: int) -> np.ndarray:
     return np.array([value >> 32, value & MASK32], np.uint32)
 
 
+@host_step
 def split(key: np.ndarray, num: int = 2) -> np.ndarray:
     """Derive ``num`` new keys from ``key``.
 
@@ -153,6 +156,7 @@ def split(key: np.ndarray, num: int = 2) -> np.ndarray:
     return np.stack([hi, lo], axis=1)
 
 
+@host_step
 def fold_in(key: np.ndarray, data: int) -> np.ndarray:
     """Derive a new key from ``key`` and an integer (e.g. a step number); different data give different keys.
 

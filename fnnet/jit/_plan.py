@@ -1,0 +1,124 @@
+"""A plan: the steps a trace recorded, pruned and compiled into one Python function.
+
+The steps of a :class:`fnnet.autodiff.recording.Recorder` become the body of a generated function, one line
+per step (``v12 = f3(v4, v9, key=v2)``), with a ``del`` right after each value's last use, so a replay
+holds what the eager run held and no more (residuals go as soon as their VJP has run).  Steps whose
+outputs nothing needs are dropped (the functions are pure); checks always run.  Generating source instead
+of looping over a step list removes the per-step interpretation cost: what is left is the call itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff import Tracer
+
+__all__ = ["Plan"]
+
+
+class Plan:
+    """The compiled replay of one trace.
+
+    Attributes:
+        num_steps: steps in the replay (after pruning).
+        num_recorded: steps the trace recorded.
+        trace_seconds: time the trace took (the first call).
+        source: the generated Python source (for inspection).
+    """
+
+    def __init__(self, recorder, input_slots, out_leaves, out_def, trace_seconds):
+        self.out_def = out_def
+        self.trace_seconds = trace_seconds
+        outputs = []  # per output leaf: slot or -1 (then a constant)
+        consts_out = []
+        for leaf in out_leaves:
+            if type(leaf) is Tracer and leaf.tape is recorder.root:
+                outputs.append(leaf.node)
+                consts_out.append(None)
+            else:
+                outputs.append(-1)
+                consts_out.append(leaf)
+        steps = _prune(recorder.steps, outputs)
+        self.num_recorded = len(recorder.steps)
+        self.num_steps = len(steps)
+        self.source, namespace = _generate(steps, input_slots, outputs, recorder.constants)
+        exec(compile(self.source, f"<fnnet.jit plan of {recorder.where}>", "exec"), namespace)
+        self._replay = namespace["replay"]
+        self._outputs = outputs
+        self._consts_out = consts_out
+
+    def run(self, leaves):
+        """The outputs' leaves for the inputs' ``leaves`` (as flattened by the trace)."""
+        results = self._replay(*leaves)
+        return [r if s >= 0 else c for r, s, c in zip(results, self._outputs, self._consts_out)]
+
+
+def _step_slots(step):
+    fn, ins, kwargs, dynamic, outs = step
+    used = list(ins) + [s for _, s in dynamic]
+    defined = [] if outs is None else [outs] if type(outs) is int else [o for o in outs if o >= 0]
+    return used, defined
+
+
+def _prune(steps, outputs):
+    """The steps that outputs or checks depend on, in order."""
+    needed = {s for s in outputs if s >= 0}
+    kept = []
+    for step in reversed(steps):
+        used, defined = _step_slots(step)
+        if step[4] is None or any(d in needed for d in defined):
+            kept.append(step)
+            needed.update(used)
+    kept.reverse()
+    return kept
+
+
+def _generate(steps, input_slots, outputs, constants):
+    """Source and namespace of ``replay(*inputs) -> tuple of outputs``."""
+    namespace = {"__builtins__": __builtins__}
+    last_use = {}
+    for i, step in enumerate(steps):
+        used, _ = _step_slots(step)
+        for s in used:
+            last_use[s] = i
+    for s in outputs:
+        last_use[s] = len(steps)
+    live = set(input_slots)
+    lines = [f"def replay({', '.join(f'v{s}' for s in input_slots)}):"]
+    for s in sorted(constants):
+        if s in last_use:
+            namespace[f"c{s}"] = constants[s]
+            lines.append(f"    v{s} = c{s}")
+            live.add(s)
+    for i, (fn, ins, kwargs, dynamic, outs) in enumerate(steps):
+        namespace[f"f{i}"] = fn
+        args = [f"v{s}" for s in ins] + [f"{k}=v{s}" for k, s in dynamic]
+        if kwargs:
+            namespace[f"k{i}"] = kwargs
+            args.append(f"**k{i}")
+        call = f"f{i}({', '.join(args)})"
+        if outs is None:
+            lines.append(f"    {call}")
+            defined = []
+        elif type(outs) is int:
+            lines.append(f"    v{outs} = {call}")
+            defined = [outs]
+        else:
+            targets = [f"v{o}" if o >= 0 and last_use.get(o, -1) > i else "_" for o in outs]
+            lines.append(f"    {', '.join(targets)}{',' if len(targets) == 1 else ''} = {call}")
+            defined = [o for o in outs if o >= 0 and last_use.get(o, -1) > i]
+        live.update(defined)
+        dead = sorted(s for s in live if last_use.get(s, -1) <= i)
+        if dead:
+            lines.append(f"    del {', '.join(f'v{s}' for s in dead)}")
+            live.difference_update(dead)
+    result = ", ".join("None" if s < 0 else f"v{s}" for s in outputs)
+    lines.append(f"    return ({result}{',' if len(outputs) == 1 else ''})")
+    return "\n".join(lines) + "\n", namespace
+
+
+def describe_leaf(leaf) -> tuple:
+    """The part of a call's signature one input leaf contributes."""
+    if isinstance(leaf, np.ndarray):
+        return ("array", leaf.shape, leaf.dtype.str)
+    return ("static", type(leaf), leaf)
