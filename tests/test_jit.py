@@ -8,6 +8,7 @@ import pytest
 import fnnet
 from fnnet import layers as L
 from fnnet import ops, optim
+from fnnet.vmap import FallbackWarning
 
 RNG = np.random.default_rng(0)
 
@@ -246,3 +247,18 @@ def test_jit_inside_grad_and_nested_jit_run_as_part_of_the_outer_call():
     _same(fnnet.grad(inner)(w, x), fnnet.grad(lambda w, x: ops.sum(ops.tanh(x * w)))(w, x))
     outer = fnnet.jit(lambda w, x: inner(w, x) * 2.0)
     _same(outer(w, x), ops.sum(ops.tanh(x * w)) * 2.0)
+
+
+def test_unsupported_transformations_inside_jit_raise_clearly():
+    with pytest.raises(NotImplementedError, match="vjp inside fnnet.jit"):
+        fnnet.jit(lambda x: fnnet.vjp(ops.tanh, x)[0])(np.ones(3))
+
+
+def test_vmap_inside_jit_runs_its_per_example_loop_recorded():
+    f = fnnet.vmap(fnnet.grad(lambda w, x: ops.sum(ops.tanh(w * x))), in_axes=(None, 0))
+    jf = fnnet.jit(f)
+    w = RNG.standard_normal(3)
+    with pytest.warns(FallbackWarning):
+        jf(w, np.ones((2, 3)))
+        x = RNG.standard_normal((2, 3))
+        _same(jf(w, x), f(w, x))

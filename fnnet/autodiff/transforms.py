@@ -251,6 +251,9 @@ def vjp(f, *primals):
     ``vjp_fn(cotangents)`` takes cotangents shaped like ``out`` and returns a tuple with one gradient
     per primal, each shaped like that primal.  ``vjp_fn`` may be called several times.
     """
+    if recording.current() is not None:
+        raise NotImplementedError("fnnet.vjp inside fnnet.jit is not supported yet: use fnnet.grad or "
+                                  "value_and_grad there, or call vjp outside the jitted function")
     tape = Tape()
     flat = [tree.flatten(p) for p in primals]
     wrapped_args = []

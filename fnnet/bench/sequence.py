@@ -80,8 +80,10 @@ def fnnet_optimizer(workload, model, params, spec=None):
     return adamw if spec["clip"] is None else fnnet.optim.chain(fnnet.optim.clip_by_global_norm(spec["clip"]), adamw)
 
 
-def fnnet_step(workload, batch=None):
+def fnnet_step(workload, batch=None, jit=True):
     import fnnet
+
+    from .workloads import train_loop
 
     spec = None if workload == "gru" else lm_spec(workload)
     model = fnnet_model(workload, spec)
@@ -89,15 +91,7 @@ def fnnet_step(workload, batch=None):
     params = model.init(fnnet.random.key(0), (None, *x.shape[1:]))
     opt = fnnet_optimizer(workload, model, params, spec)
     loss_fn = fnnet_loss(workload)
-    grad_fn = fnnet.grad(lambda p: loss_fn(model.apply(p, x), y))
-    box = {"params": params, "opt": opt.init(params)}
-
-    def step():
-        g = grad_fn(box["params"])
-        updates, box["opt"] = opt.update(g, box["opt"], box["params"])
-        box["params"] = fnnet.optim.apply_updates(box["params"], updates)
-
-    return step
+    return train_loop(lambda p, x, y: loss_fn(model.apply(p, x), y), opt, params, x, y, jit)
 
 
 # ----------------------------------------------------------------------------------------------- torch

@@ -44,26 +44,34 @@ def fnnet_model(workload):
     return L.Sequential([*layers, L.Linear(spec["classes"])])
 
 
-def fnnet_step(workload, batch=None):
+def fnnet_step(workload, batch=None, jit=True):
+    """fnnet's training step: under ``fnnet.jit`` (the row ``fnnet``) or eager (the row ``fnnet_eager``)."""
     import fnnet
 
     if workload in sequence.WORKLOADS:
-        return sequence.fnnet_step(workload, batch)
+        return sequence.fnnet_step(workload, batch, jit)
     model = fnnet_model(workload)
     x, y = data(workload, batch)
     params = model.init(fnnet.random.key(0), (None, *SHAPES[workload]["in"]))
     opt = fnnet.optim.sgd(LR)
-    box = {"params": params, "opt": opt.init(params)}
+    return train_loop(lambda p, x, y: fnnet.losses.softmax_cross_entropy(model.apply(p, x), y), opt, params, x, y, jit)
 
-    def loss(p):
-        return fnnet.losses.softmax_cross_entropy(model.apply(p, x), y)
+
+def train_loop(loss, opt, params, x, y, jit):
+    """``step()`` running one update of ``params`` by ``opt`` on the batch ``x, y`` (state kept inside)."""
+    import fnnet
 
     grad_fn = fnnet.grad(loss)
 
+    def update(p, s, x, y):
+        updates, s = opt.update(grad_fn(p, x, y), s, p)
+        return fnnet.optim.apply_updates(p, updates), s
+
+    update = fnnet.jit(update) if jit else update
+    box = {"params": params, "opt": opt.init(params)}
+
     def step():
-        g = grad_fn(box["params"])
-        updates, box["opt"] = opt.update(g, box["opt"], box["params"])
-        box["params"] = fnnet.optim.apply_updates(box["params"], updates)
+        box["params"], box["opt"] = update(box["params"], box["opt"], x, y)
 
     return step
 
@@ -210,5 +218,5 @@ def jax_step(workload, batch=None):
     return step
 
 
-BUILDERS = {"fnnet": fnnet_step, "fnnet16": fnnet16_step, "fnnet_accum1": fnnet_accumulate_serial,
+BUILDERS = {"fnnet": fnnet_step, "fnnet_eager": lambda w, b=None: fnnet_step(w, b, jit=False), "fnnet16": fnnet16_step, "fnnet_accum1": fnnet_accumulate_serial,
             "fnnet_accum2": fnnet_accumulate_threads, "torch": torch_step, "numpy": numpy_step, "jax": jax_step}

@@ -119,6 +119,7 @@ class Jitted:
         return Plan(recorder, input_slots, out_leaves, out_def, time.perf_counter() - start)
 
     def cache_info(self) -> CacheInfo:
+        """Counts of replays and traces, and the plans kept (see :class:`CacheInfo`)."""
         with self._lock:
             return CacheInfo(self._hits, self._misses, len(self._plans), self.max_plans,
                              tuple(p.trace_seconds for p in self._plans.values()))
@@ -129,6 +130,7 @@ class Jitted:
             return list(self._plans.values())
 
     def clear_cache(self) -> None:
+        """Drop every plan: the next call of each signature traces again."""
         with self._lock:
             self._plans.clear()
 
@@ -163,8 +165,9 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
 
     Non-array leaves (Python floats, ints, strings) are part of the signature: a new value traces again.
     Random keys are arrays, so a new key draws new bits.  Arrays a call returns are new arrays, never
-    overwritten by a later call.  Calls from several threads at once are safe.  ``vmap`` inside ``jit``,
-    ``value_and_grad(on_gradient=...)`` and ``fnnet.vjp`` inside ``jit`` are not supported (a clear error).
+    overwritten by a later call.  Calls from several threads at once are safe.  ``vmap`` inside ``jit`` runs
+    its per-example loop; ``value_and_grad(on_gradient=...)`` and ``fnnet.vjp`` inside ``jit`` are not
+    supported (a clear error).
 
     Example::
 
