@@ -53,9 +53,15 @@ class Jitted:
         leaves, treedef = tree.flatten(dynamic)
         if recording.current() is not None or any(type(leaf) is Tracer for leaf in leaves):
             return self.fn(*args, **kwargs)  # inside another trace or a grad: just part of it
-        leaves = [plain_array(self.where, f"input leaf {i}", a) if isinstance(a, np.ndarray) else a
-                  for i, a in enumerate(leaves)]
-        key = (treedef, tuple(describe_leaf(leaf) for leaf in leaves), static)
+        signature = []
+        for i, a in enumerate(leaves):
+            if isinstance(a, np.ndarray):
+                if not (type(a) is np.ndarray and a.flags.writeable and a.flags.aligned and a.dtype.isnative):
+                    a = leaves[i] = plain_array(self.where, f"input leaf {i}", a)
+                signature.append((a.shape, a.dtype))
+            else:
+                signature.append(describe_leaf(a))
+        key = (treedef, tuple(signature), static)
         with self._lock:
             plan = self._plans.get(key)
             if plan is not None:
@@ -68,8 +74,7 @@ class Jitted:
                 self._plans[key] = plan
                 while len(self._plans) > self.max_plans:
                     self._plans.popitem(last=False)
-        array_leaves = [leaf for leaf, d in zip(leaves, key[1]) if d[0] == "array"]
-        return tree.unflatten(plan.out_def, plan.run(array_leaves))
+        return tree.unflatten(plan.out_def, plan.run([leaf for leaf in leaves if type(leaf) is np.ndarray]))
 
     def _split(self, args, kwargs):
         """``(static part, dynamic part)`` of a call; the static part must be hashable."""

@@ -118,7 +118,5 @@ def _generate(steps, input_slots, outputs, constants):
 
 
 def describe_leaf(leaf) -> tuple:
-    """The part of a call's signature one input leaf contributes."""
-    if isinstance(leaf, np.ndarray):
-        return ("array", leaf.shape, leaf.dtype.str)
+    """The part of a call's signature a non-array input leaf contributes: its type and value."""
     return ("static", type(leaf), leaf)
