@@ -113,20 +113,36 @@ def _build(treedef, children):
     return typ(children)
 
 
+_INTERNED = {}  # (kind, node type, keys, children) -> the one TreeDef of that structure
+_INTERN_LIMIT = 100_000
+
+
+def _treedef(kind, node_type, keys, children):
+    """The shared TreeDef of a structure: flattening the same structure again allocates nothing, and
+    comparing two treedefs of one structure is an identity check (plan caches compare them per call)."""
+    key = (kind, node_type, keys, children)
+    td = _INTERNED.get(key)
+    if td is None:
+        if len(_INTERNED) >= _INTERN_LIMIT:
+            _INTERNED.clear()
+        td = _INTERNED[key] = TreeDef(kind, node_type, keys, children)
+    return td
+
+
 def _flatten(node, out, is_leaf):
     t = type(node)
     if is_leaf is None:  # fast paths for the common node types
         if t is dict:
             try:
-                keys = sorted(node)
+                keys = tuple(sorted(node))
             except TypeError:
                 keys = _sorted_keys(node)
-            return TreeDef(_DICT, dict, keys, [_flatten(node[k], out, None) for k in keys])
+            return _treedef(_DICT, dict, keys, tuple([_flatten(node[k], out, None) for k in keys]))
         if t is np.ndarray:
             out.append(node)
             return _LEAF_DEF
         if t is list or t is tuple:
-            return TreeDef(_SEQ, t, (), [_flatten(c, out, None) for c in node])
+            return _treedef(_SEQ, t, (), tuple([_flatten(c, out, None) for c in node]))
     elif node is not None and is_leaf(node):
         out.append(node)
         return _LEAF_DEF
@@ -137,7 +153,7 @@ def _flatten(node, out, is_leaf):
     kind, keys, kids = split
     if kind == _NONE:
         return _NONE_DEF
-    return TreeDef(kind, type(node), keys, [_flatten(c, out, is_leaf) for c in kids])
+    return _treedef(kind, type(node), tuple(keys), tuple([_flatten(c, out, is_leaf) for c in kids]))
 
 
 def flatten(tree, is_leaf: Callable[[Any], bool] | None = None):
