@@ -34,7 +34,8 @@ def test_bench_module_runs_end_to_end_in_quick_mode(tmp_path):
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert set(results["training"]) == {"mlp", "tiny", "cnn", "attention", "gru", "charlm"}
+    assert set(results["training"]) == {"mlp", "tiny", "cnn", "attention", "gru", "gru_loop", "charlm"}
+    assert results["training"]["tiny"]["ratios"]["fnnet_eager"] > 0  # the row fnnet is jitted; eager kept
     assert results["training"]["mlp"]["fnnet"] > 0
     assert results["training"]["charlm"]["ratios"]["torch"] > 0
     assert set(results["ops"]) >= {"linear", "conv2d", "max_pool2d", "batch_norm", "softmax_cross_entropy"}
@@ -94,11 +95,19 @@ def test_sequence_workloads_train_the_same_model_as_torch(workload):
     assert checked > 0.5 * sum(np.size(p) for p in fnnet.tree.leaves(params))
 
 
-@pytest.mark.parametrize("workload", sequence.WORKLOADS)
+def test_gru_loop_computes_the_gru_workloads_loss():
+    model = sequence.fnnet_model("gru")
+    x, y = sequence.data("gru", 3)
+    params = model.init(fnnet.random.key(0), (None, *x.shape[1:]))
+    looped = sequence._unrolled_gru_loss(model, sequence.fnnet_loss("gru"))(params, x, y)
+    np.testing.assert_allclose(float(looped), float(sequence.fnnet_loss("gru")(model.apply(params, x), y)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("workload", sequence.STEP_WORKLOADS)
 def test_sequence_workload_steps_time(workload):
-    """The benchmark's own step builders, both frameworks, timed as the worker times them (batch 2, one
+    """The benchmark's own step builders, every framework row, timed as the worker times them (batch 2, one
     repeat; the numbers are meaningless)."""
-    for framework in ("fnnet", "torch"):
+    for framework in ("fnnet", "fnnet_eager", "torch"):
         assert timing.median_ms(BUILDERS[framework](workload, 2), warmup=1, repeats=1, min_time=0.0) > 0
 
 

@@ -228,6 +228,12 @@ class Tracer:
         return self.value.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if self.tape.jit is not None:
+            raise TypeError(
+                f"{self.tape.jit.where}: a traced array was passed to a numpy function, whose result the replay "
+                "could not recompute; use the array's own methods (x.reshape, x.T, x[i]) or fnnet.ops inside "
+                "the jitted function, or compute it outside"
+            )
         raise TypeError(
             "a traced array was passed to a numpy function, which would silently drop its gradient; "
             "use the fnnet.ops equivalent, or fnnet.stop_gradient(x) if no gradient should flow"

@@ -25,12 +25,13 @@ import tempfile
 import time
 
 from . import contamination, measure
+from . import memory as first_steps
 from .ops import NUMPY_OPS, OPS, label
 
-TRAINING = ("mlp", "tiny", "cnn", "attention", "gru", "charlm")
+TRAINING = ("mlp", "tiny", "cnn", "attention", "gru", "gru_loop", "charlm")
 ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16", "threads", "distributed")
 PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",),
-         "attention": ("torch",), "gru": ("torch",), "charlm": ("torch",)}
+         "attention": ("torch",), "gru": ("torch",), "gru_loop": ("torch",), "charlm": ("torch",)}
 
 
 def _installed(name):
@@ -235,7 +236,8 @@ def _sections(args, cfg, notes):
     return {
         "ops": ("per-op, median ms", lambda: run_ops(cfg, notes, rounds)),
         "startup": ("fresh process to first CNN training step", lambda: run_startup(notes, args.quick)),
-        "memory": ("memory", lambda: run_memory(cfg, notes, args.quick)),
+        "memory": ("memory", lambda: {**run_memory(cfg, notes, args.quick),
+                                      **first_steps.run_all(args.quick, args.threads)}),
         "scaling": ("scaling: batch size and threads", lambda: run_scaling(cfg, notes, args.quick)),
         "float16": ("float16 storage (mixed precision step) vs float32, median ms; ratio = float16 speed / float32",
                     lambda: run_float16(cfg, rounds)),

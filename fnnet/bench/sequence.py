@@ -10,6 +10,8 @@ builder returns a zero-argument ``step()`` running one training step (forward, b
   schedule is left out).
 - ``gru``: ``RNN(GRUCell(128))`` over 32 steps of 32 features (PyTorch: ``nn.GRU``), batch 32, a linear head on
   the last state, cross-entropy over 10 classes, Adam.
+- ``gru_loop``: the same model and params, with fnnet's ``GRUCell`` called in a Python loop over the 32 steps
+  (what ``fnnet.jit`` is for: ~600 recorded ops per step); PyTorch keeps its fused ``nn.GRU``.
 
 The PyTorch twins use the same param names and layouts as ``fnnet.io.load_torch_state_dict`` expects, so a
 test can load one model's weights into the other and compare the losses.
@@ -23,7 +25,8 @@ LR = 1e-3
 WEIGHT_DECAY = 0.1
 GRU = {"batch": 32, "steps": 32, "in": 32, "hidden": 128, "classes": 10}
 ATTENTION = {"batch": 32, "context": 64, "width": 128, "heads": 4, "layers": 1, "vocab": 96, "lr": LR, "clip": None}
-WORKLOADS = ("attention", "gru", "charlm")
+WORKLOADS = ("attention", "gru", "charlm")  # each with an identical PyTorch twin
+STEP_WORKLOADS = (*WORKLOADS, "gru_loop")  # gru_loop: gru's model and twin, the cell stepped in Python
 
 
 def lm_spec(workload):
@@ -42,7 +45,7 @@ def data(workload, batch=None, spec=None, seed=0):
     """``(x, y)``: token windows and next tokens ``(batch, context)`` int64, or GRU sequences
     ``(batch, steps, in)`` float32 and labels ``(batch,)`` int64."""
     rng = np.random.default_rng(seed)
-    if workload == "gru":
+    if workload.startswith("gru"):
         n = batch or GRU["batch"]
         x = rng.standard_normal((n, GRU["steps"], GRU["in"])).astype(np.float32)
         return x, rng.integers(0, GRU["classes"], size=n).astype(np.int64)
@@ -85,13 +88,30 @@ def fnnet_step(workload, batch=None, jit=True):
 
     from .workloads import train_loop
 
-    spec = None if workload == "gru" else lm_spec(workload)
-    model = fnnet_model(workload, spec)
-    x, y = data(workload, batch, spec)
+    base = "gru" if workload == "gru_loop" else workload
+    spec = None if base == "gru" else lm_spec(base)
+    model = fnnet_model(base, spec)
+    x, y = data(base, batch, spec)
     params = model.init(fnnet.random.key(0), (None, *x.shape[1:]))
-    opt = fnnet_optimizer(workload, model, params, spec)
-    loss_fn = fnnet_loss(workload)
+    opt = fnnet_optimizer(base, model, params, spec)
+    loss_fn = fnnet_loss(base)
+    if workload == "gru_loop":
+        return train_loop(_unrolled_gru_loss(model, loss_fn), opt, params, x, y, jit)
     return train_loop(lambda p, x, y: loss_fn(model.apply(p, x), y), opt, params, x, y, jit)
+
+
+def _unrolled_gru_loss(model, loss_fn):
+    """``loss(params, x, y)`` of the ``gru`` model with its cell stepped in Python, one ``GRUCell.apply`` per
+    time step (the same params; bitwise the same loss as the RNN layer is not promised)."""
+    cell, head = model.layers[0].cell, model.layers[1]
+
+    def loss(p, x, y):
+        h = np.zeros((x.shape[0], GRU["hidden"]), x.dtype)
+        for t in range(x.shape[1]):
+            h = cell.apply(p["0"], x[:, t], h)
+        return loss_fn(head.apply(p["1"], h), y)
+
+    return loss
 
 
 # ----------------------------------------------------------------------------------------------- torch
@@ -134,6 +154,7 @@ def torch_optimizer(workload, model, spec=None):
 def torch_step(workload, batch=None):
     import torch
 
+    workload = "gru" if workload == "gru_loop" else workload
     spec = None if workload == "gru" else lm_spec(workload)
     model = torch_model(workload, spec)
     x, y = (torch.from_numpy(a) for a in data(workload, batch, spec))

@@ -48,7 +48,7 @@ def fnnet_step(workload, batch=None, jit=True):
     """fnnet's training step: under ``fnnet.jit`` (the row ``fnnet``) or eager (the row ``fnnet_eager``)."""
     import fnnet
 
-    if workload in sequence.WORKLOADS:
+    if workload in sequence.STEP_WORKLOADS:
         return sequence.fnnet_step(workload, batch, jit)
     model = fnnet_model(workload)
     x, y = data(workload, batch)
@@ -121,7 +121,7 @@ def fnnet_accumulate_threads(workload, batch=None):
 def torch_step(workload, batch=None):
     import torch
 
-    if workload in sequence.WORKLOADS:
+    if workload in sequence.STEP_WORKLOADS:
         return sequence.torch_step(workload, batch)
     spec = SHAPES[workload]
     nn = torch.nn

@@ -127,7 +127,7 @@ def build_model(vocab_size, context=64, width=128, layers=2, heads=4):
 def sequence_loss(logits, targets):
     """Mean cross-entropy (nats) of ``logits (N, L, V)`` against the next characters ``targets (N, L)``."""
     return fnnet.losses.softmax_cross_entropy(fnnet.ops.reshape(logits, (-1, logits.shape[-1])),
-                                              np.reshape(targets, -1))
+                                              targets.reshape(-1))
 
 
 def random_windows(tokens, key, batch, context):

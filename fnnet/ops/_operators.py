@@ -29,10 +29,24 @@ def _compare(fn):
     return compare
 
 
-def _getitem(s, index):
-    if s.tape.jit is not None and s.dtype.kind != "f":  # fnnet.jit's integer inputs, e.g. a row of split keys
-        return s.tape.jit.call_host(operator.getitem, (s, index), {})
-    return I.getitem(s, index)
+def _on_integers(method, op):
+    """``method`` of a tracer; on fnnet.jit's integer and boolean arrays (labels, keys, masks), which no op
+    differentiates, numpy's ``op`` recorded as a host step (e.g. a row of split keys, flattened labels)."""
+
+    def dispatch(s, *args):
+        if s.tape.jit is not None and s.dtype.kind != "f":
+            return s.tape.jit.call_host(op, (s, *args), {})
+        return method(s, *args)
+
+    return dispatch
+
+
+def _reshape(a, *shape):
+    return a.reshape(*shape)
+
+
+def _transpose(a, *axes):
+    return a.transpose(*axes)
 
 
 def install() -> None:
@@ -61,9 +75,10 @@ def install() -> None:
     T.__hash__ = object.__hash__
     T.__array_ufunc__ = array_ufunc  # np.exp(t), np.maximum(t, 0), np.float32(2) * t run fnnet ops
     T.T = property(lambda s: S.transpose(s))
-    T.reshape = lambda s, *shape: S.reshape(s, shape[0] if len(shape) == 1 else shape)
-    T.transpose = lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None)
-    T.__getitem__ = _getitem
+    T.reshape = _on_integers(lambda s, *shape: S.reshape(s, shape[0] if len(shape) == 1 else shape), _reshape)
+    T.transpose = _on_integers(lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None),
+                               _transpose)
+    T.__getitem__ = _on_integers(lambda s, index: I.getitem(s, index), operator.getitem)
     T.sum = lambda s, axis=None, keepdims=False: R.sum(s, axis, keepdims)
     T.mean = lambda s, axis=None, keepdims=False: R.mean(s, axis, keepdims)
     T.max = lambda s, axis=None, keepdims=False: R.max(s, axis, keepdims)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import kernels as K
-from ..autodiff import Tracer, primitive
+from ..autodiff import Tracer, primitive, recording
 from ._validate import check_array, check_float, check_ndim, contiguous, value
 
 __all__ = ["embedding"]
@@ -54,6 +56,9 @@ def embedding(indices, table, *, padding_idx=None):
         IndexError: an index outside ``[0, num)``; names the value, its position and the table size.
     """
     op = "embedding"
+    traced = recording.jit_index(indices)  # fnnet.jit's traced indices: checked now and on every replay
+    if traced is not None:
+        indices = traced
     if type(indices) is Tracer or not isinstance(indices, np.ndarray) or indices.dtype.type not in _INDEX_DTYPES:
         got = f"dtype {value(indices).dtype}" if isinstance(value(indices), np.ndarray) else type(indices).__name__
         raise TypeError(
@@ -64,6 +69,14 @@ def embedding(indices, table, *, padding_idx=None):
     table = check_float(op, "table", table)
     check_ndim(op, "table", table, 2, "(num_embeddings, features)")
     num = value(table).shape[0]
+    _check_rows(op, indices, num)
+    if traced is not None:
+        recording.revalidate(functools.partial(_check_rows, op, num=num), indices)
+    return _embedding(indices, table, padding_idx=_padding_row(op, padding_idx, num))
+
+
+def _check_rows(op, indices, num):
+    """IndexError naming the first index outside ``[0, num)``."""
     if indices.size:
         lo, hi = indices.min(), indices.max()
         if lo < 0 or hi >= num:
@@ -73,7 +86,6 @@ def embedding(indices, table, *, padding_idx=None):
                 f"{op}: indices[{', '.join(map(str, pos))}] = {int(indices[pos])} is out of range for a table of {num} rows "
                 f"(valid indices are 0..{num - 1}; negative indices are not wrapped)"
             )
-    return _embedding(indices, table, padding_idx=_padding_row(op, padding_idx, num))
 
 
 def _padding_row(op, padding_idx, num):
