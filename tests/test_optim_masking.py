@@ -185,8 +185,8 @@ def test_adamw_mask_stays_on_the_fused_path(monkeypatch):
     from fnnet.optim import alias
 
     calls = []
-    real = alias.K.adam_update
-    monkeypatch.setattr(alias.K, "adam_update", lambda *a: calls.append(a[-1]) or real(*a))
+    real = alias.K.adam_step
+    monkeypatch.setattr(alias.K, "adam_step", lambda *a: calls.append(a[-2]) or real(*a))  # a[-1]: apply
     params = make_params()
     opt = optim.adamw(1e-2, weight_decay=0.1, mask=MASK)
     opt.update(make_grads(params, 1)[0], opt.init(params), params)

@@ -301,26 +301,35 @@ def _checkpoint_fwd(*args, **params):  # only reached through _checkpoint_prim's
 
 
 def _checkpoint_bwd(residuals, gs):
+    """Recompute the block under a fresh tape and back-propagate ``gs`` through it.  Only the tape keeps
+    what the recomputation made, and its walk releases each entry's residuals once the entry has run, so
+    the block's memory is gone before the outer walk reaches the next (earlier) block."""
     f, treedef, values, traced_positions, out_positions = residuals
     if type(gs) is not tuple:
         gs = (gs,)
     tape = Tape()
+    nodes = [tape.new_node() for _ in traced_positions]
     leaves = list(values)
-    for pos in traced_positions:
-        leaves[pos] = Tracer(values[pos], tape, tape.new_node())
-    args, kwargs = tree.unflatten(treedef, leaves)
+    for pos, node in zip(traced_positions, nodes):
+        leaves[pos] = Tracer(values[pos], tape, node)
     try:
-        out_leaves, _ = tree.flatten(f(*args, **kwargs))
-        seeds = {}
-        for pos, g in zip(out_positions, gs):
-            o = out_leaves[pos]
-            if g is not None and type(o) is Tracer:
-                seeds[o.node] = seeds[o.node] + g if o.node in seeds else g
+        seeds = _output_seeds(f, tree.unflatten(treedef, leaves), out_positions, gs)  # outputs not kept here
         cts = tape.backward(seeds)
     finally:
         tape.active = False
-    return tuple(cts.get(leaves[pos].node) if leaves[pos].node in cts else np.zeros_like(values[pos])
-                 for pos in traced_positions)
+    return tuple(cts[node] if node in cts else np.zeros_like(values[pos]) for pos, node in zip(traced_positions, nodes))
+
+
+def _output_seeds(f, args_kwargs, out_positions, gs) -> dict:
+    """Run ``f`` on the traced arguments and return ``{output node: cotangent}`` for its float outputs."""
+    args, kwargs = args_kwargs
+    out_leaves, _ = tree.flatten(f(*args, **kwargs))
+    seeds = {}
+    for pos, g in zip(out_positions, gs):
+        o = out_leaves[pos]
+        if g is not None and type(o) is Tracer:
+            seeds[o.node] = seeds[o.node] + g if o.node in seeds else g
+    return seeds
 
 
 _checkpoint_prim = Primitive("checkpoint", _checkpoint_fwd, _checkpoint_bwd, argnames=("inputs",))

@@ -2,14 +2,22 @@
 
 Every kernel takes flat (1-D), C-contiguous float32/float64 arrays of equal length (a leaf and its
 optimizer buffers, validated and raveled by ``fnnet.optim``) and scalars already cast to the arrays'
-dtype, so float32 leaves are computed in float32 end to end.  Results are written into freshly
-allocated arrays: inputs are never modified.
+dtype, so float32 leaves are computed in float32 end to end.
+
+Each optimizer has one ``*_step`` kernel that writes into output arrays given by the caller: the update
+``u`` (``add_params=False``) or the new param ``p + u`` (``add_params=True``, the fused
+``update_and_apply``), and the new buffers.  ``p + u`` is rounded exactly as ``apply_updates`` rounds it,
+so both routes give the same bits.  An output may be the very array its input came from (buffer
+donation): every element is read before it is written, and no element reads another's.  Outputs must not
+overlap inputs otherwise.  The ``*_update`` kernels allocate fresh outputs and call their ``*_step``
+with ``add_params=False``: their inputs are never modified.
 
 ``scale`` multiplies the whole update: ``fnnet.optim``'s fused optimizers pass ``-learning_rate`` (the
 update is then added to the params), its ``scale_by_*`` building blocks pass 1.
 
-Unused inputs (``p`` when ``weight_decay == 0``, a momentum buffer when momentum is off) may be any
-array of the right dtype; they are not read.  Unused outputs come back as empty arrays.
+Unused inputs (``p`` when ``weight_decay == 0`` and ``add_params`` is off, a momentum buffer when momentum
+is off) may be any array of the right dtype and length; they are not used.  Unused outputs come back as
+empty arrays (``*_update``) or are not written (``*_step``).
 """
 
 import numpy as np
@@ -19,6 +27,7 @@ from ._jit import kernel
 
 __all__ = [
     "scale_and_decay", "momentum_update", "adam_update", "rmsprop_update", "adagrad_update",
+    "scale_and_decay_step", "momentum_step", "adam_step", "rmsprop_step", "adagrad_step",
     "sum_of_squares", "SQUARES_CHUNK",
 ]
 
@@ -26,52 +35,67 @@ SQUARES_CHUNK = 4096
 
 
 @kernel
+def scale_and_decay_step(g, p, out, scale, weight_decay, add_params):
+    """``u = scale * (g + weight_decay * p)`` (plain SGD, ``scale``, ``add_weight_decay``); ``out = p + u``
+    or ``u``."""
+    use_decay = weight_decay != 0
+    for i in prange(g.size):
+        pi = p[i]
+        if use_decay:
+            u = scale * (g[i] + weight_decay * pi)
+        else:
+            u = scale * g[i]
+        out[i] = pi + u if add_params else u
+
+
+@kernel(parallel=False)
 def scale_and_decay(g, p, scale, weight_decay):
-    """``update = scale * (g + weight_decay * p)`` (plain SGD, ``scale``, ``add_weight_decay``)."""
+    """The update of :func:`scale_and_decay_step`, in a new array."""
     out = np.empty_like(g)
-    if weight_decay != 0:
-        for i in prange(g.size):
-            out[i] = scale * (g[i] + weight_decay * p[i])
-    else:
-        for i in prange(g.size):
-            out[i] = scale * g[i]
+    scale_and_decay_step(g, p, out, scale, weight_decay, False)
     return out
 
 
 @kernel
-def momentum_update(g, p, buf, scale, momentum, weight_decay, nesterov):
+def momentum_step(g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params):
     """Heavy-ball / Nesterov momentum, PyTorch's SGD formulation (no dampening).
 
     ``d = g + weight_decay * p``; ``buf' = momentum * buf + d``;
-    ``update = scale * (d + momentum * buf')`` (Nesterov) or ``scale * buf'``.
-
-    Returns ``(update, new_buf)``.
+    ``u = scale * (d + momentum * buf')`` (Nesterov) or ``scale * buf'``; ``out = p + u`` or ``u``.
     """
-    out = np.empty_like(g)
-    new_buf = np.empty_like(g)
     use_decay = weight_decay != 0
     for i in prange(g.size):
+        pi = p[i]
         d = g[i]
         if use_decay:
-            d = d + weight_decay * p[i]
+            d = d + weight_decay * pi
         b = momentum * buf[i] + d
         new_buf[i] = b
         if nesterov:
-            out[i] = scale * (d + momentum * b)
+            u = scale * (d + momentum * b)
         else:
-            out[i] = scale * b
+            u = scale * b
+        out[i] = pi + u if add_params else u
+
+
+@kernel(parallel=False)
+def momentum_update(g, p, buf, scale, momentum, weight_decay, nesterov):
+    """:func:`momentum_step` into new arrays; returns ``(update, new_buf)``."""
+    out = np.empty_like(g)
+    new_buf = np.empty_like(g)
+    momentum_step(g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, False)
     return out, new_buf
 
 
 @kernel
-def adam_update(g, p, m, v, scale, b1, b2, eps, bias_correction1, bias_correction2, weight_decay):
+def adam_step(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2, weight_decay,
+              add_params):
     """Adam's moments and step, with optional decoupled (AdamW) weight decay.
 
     ``m' = b1 m + (1 - b1) g``; ``v' = b2 v + (1 - b2) g^2``;
-    ``update = scale * ((m' / bc1) / (sqrt(v') / sqrt(bc2) + eps) + weight_decay * p)``
-    (``bc1 = 1 - b1^t``, ``bc2 = 1 - b2^t``: eps is added after the bias correction, as in PyTorch).
-
-    Returns ``(update, new_m, new_v)``.
+    ``u = scale * ((m' / bc1) / (sqrt(v') / sqrt(bc2) + eps) + weight_decay * p)``
+    (``bc1 = 1 - b1^t``, ``bc2 = 1 - b2^t``: eps is added after the bias correction, as in PyTorch);
+    ``out = p + u`` or ``u``.
     """
     one = np.float32(1.0)  # exact; float32 - float32 stays float32, float32 - float64 is float64
     c1 = one - b1
@@ -80,10 +104,8 @@ def adam_update(g, p, m, v, scale, b1, b2, eps, bias_correction1, bias_correctio
     root2 = np.sqrt(bias_correction2)
     decay = scale * weight_decay
     use_decay = weight_decay != 0
-    out = np.empty_like(g)
-    new_m = np.empty_like(g)
-    new_v = np.empty_like(g)
     for i in prange(g.size):
+        pi = p[i]
         gi = g[i]
         mi = b1 * m[i] + c1 * gi
         vi = b2 * v[i] + c2 * gi * gi
@@ -91,30 +113,36 @@ def adam_update(g, p, m, v, scale, b1, b2, eps, bias_correction1, bias_correctio
         new_v[i] = vi
         u = step * (mi / (np.sqrt(vi) / root2 + eps))
         if use_decay:
-            u = u + decay * p[i]
-        out[i] = u
+            u = u + decay * pi
+        out[i] = pi + u if add_params else u
+
+
+@kernel(parallel=False)
+def adam_update(g, p, m, v, scale, b1, b2, eps, bias_correction1, bias_correction2, weight_decay):
+    """:func:`adam_step` into new arrays; returns ``(update, new_m, new_v)``."""
+    out = np.empty_like(g)
+    new_m = np.empty_like(g)
+    new_v = np.empty_like(g)
+    adam_step(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2, weight_decay,
+              False)
     return out, new_m, new_v
 
 
 @kernel
-def rmsprop_update(g, square_avg, momentum_buf, grad_avg, scale, alpha, eps, momentum, use_momentum, centered):
+def rmsprop_step(g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha, eps, momentum,
+                 use_momentum, centered, add_params):
     """RMSprop, PyTorch's formulation: eps is added *outside* the square root.
 
     ``s' = alpha s + (1 - alpha) g^2``; centered: ``a' = alpha a + (1 - alpha) g`` and
     ``den = sqrt(s' - a'^2) + eps``, else ``den = sqrt(s') + eps``; with momentum
-    ``buf' = momentum buf + g / den`` and ``update = scale * buf'``, else ``update = scale * g / den``.
-
-    Returns ``(update, new_square_avg, new_momentum_buf, new_grad_avg)``; the last two are empty when
-    ``use_momentum`` / ``centered`` is False.
+    ``buf' = momentum buf + g / den`` and ``u = scale * buf'``, else ``u = scale * g / den``;
+    ``out = p + u`` or ``u``.  ``new_buf`` / ``new_avg`` are written only when ``use_momentum`` /
+    ``centered``.
     """
     one = np.float32(1.0)
     c = one - alpha
-    n = g.size
-    out = np.empty_like(g)
-    new_sq = np.empty_like(g)
-    new_buf = np.empty(n if use_momentum else 0, dtype=g.dtype)
-    new_avg = np.empty(n if centered else 0, dtype=g.dtype)
-    for i in prange(n):
+    for i in prange(g.size):
+        pi = p[i]
         gi = g[i]
         si = alpha * square_avg[i] + c * gi * gi
         new_sq[i] = si
@@ -127,25 +155,45 @@ def rmsprop_update(g, square_avg, momentum_buf, grad_avg, scale, alpha, eps, mom
         if use_momentum:
             b = momentum * momentum_buf[i] + gi / den
             new_buf[i] = b
-            out[i] = scale * b
+            u = scale * b
         else:
-            out[i] = scale * (gi / den)
+            u = scale * (gi / den)
+        out[i] = pi + u if add_params else u
+
+
+@kernel(parallel=False)
+def rmsprop_update(g, square_avg, momentum_buf, grad_avg, scale, alpha, eps, momentum, use_momentum, centered):
+    """:func:`rmsprop_step` into new arrays; returns ``(update, new_square_avg, new_momentum_buf,
+    new_grad_avg)``, the last two empty when ``use_momentum`` / ``centered`` is False."""
+    n = g.size
+    out = np.empty_like(g)
+    new_sq = np.empty_like(g)
+    new_buf = np.empty(n if use_momentum else 0, dtype=g.dtype)
+    new_avg = np.empty(n if centered else 0, dtype=g.dtype)
+    rmsprop_step(g, g, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha, eps, momentum,
+                 use_momentum, centered, False)
     return out, new_sq, new_buf, new_avg
 
 
 @kernel
-def adagrad_update(g, acc, scale, eps):
-    """Adagrad, PyTorch's formulation: ``acc' = acc + g^2``; ``update = scale * g / (sqrt(acc') + eps)``.
-
-    Returns ``(update, new_acc)``.
-    """
-    out = np.empty_like(g)
-    new_acc = np.empty_like(g)
+def adagrad_step(g, p, acc, out, new_acc, scale, eps, add_params):
+    """Adagrad, PyTorch's formulation: ``acc' = acc + g^2``; ``u = scale * g / (sqrt(acc') + eps)``;
+    ``out = p + u`` or ``u``."""
     for i in prange(g.size):
+        pi = p[i]
         gi = g[i]
         a = acc[i] + gi * gi
         new_acc[i] = a
-        out[i] = scale * (gi / (np.sqrt(a) + eps))
+        u = scale * (gi / (np.sqrt(a) + eps))
+        out[i] = pi + u if add_params else u
+
+
+@kernel(parallel=False)
+def adagrad_update(g, acc, scale, eps):
+    """:func:`adagrad_step` into new arrays; returns ``(update, new_acc)``."""
+    out = np.empty_like(g)
+    new_acc = np.empty_like(g)
+    adagrad_step(g, g, acc, out, new_acc, scale, eps, False)
     return out, new_acc
 
 

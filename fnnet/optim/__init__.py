@@ -6,14 +6,17 @@
     updates, opt_state = opt.update(grads, opt_state, params)
     params = fnnet.optim.apply_updates(params, updates)
 
-The common optimizers (:mod:`~fnnet.optim.alias`) run one fused Numba pass per parameter leaf; the
-building blocks (:mod:`~fnnet.optim.transforms`) compose into custom ones with :func:`chain`, and
-:mod:`~fnnet.optim.masking` applies optimizers to part of a tree (``masked``, ``multi_transform``).
+The common optimizers (:mod:`~fnnet.optim.alias`) run one fused Numba pass per parameter leaf, and
+``opt.update_and_apply(grads, opt_state, params, donate=True)`` makes that pass write the new params and
+buffers over the old ones (:mod:`~fnnet.optim.donation`); the building blocks
+(:mod:`~fnnet.optim.transforms`) compose into custom ones with :func:`chain`, and :mod:`~fnnet.optim.masking`
+applies optimizers to part of a tree (``masked``, ``multi_transform``).
 """
 
 from . import schedules
 from .alias import AdagradState, AdamState, RmspropState, SgdState, adagrad, adam, adamw, rmsprop, sgd
-from .base import EmptyState, GradientTransformation, accumulate, accumulate_gradients, apply_updates
+from .accumulation import accumulate, accumulate_gradients
+from .base import EmptyState, GradientTransformation, apply_updates
 from .masking import MaskedState, MultiTransformState, masked, multi_transform, set_to_zero
 from .transforms import (
     ScaleByAdagradState, ScaleByAdamState, ScaleByRmsState, ScaleByScheduleState, TraceState, add_weight_decay,

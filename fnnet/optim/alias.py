@@ -21,6 +21,11 @@ All optimizers follow ``torch.optim``'s update rules (tested against it in float
 
 The learning rate may be a float or a schedule ``step -> float`` (see :mod:`fnnet.optim.schedules`); the
 step counter lives in the state and the schedule is evaluated at the number of updates already made.
+
+Each fused optimizer also has a ``fused_step`` (``opt.update_and_apply(grads, opt_state, params,
+donate=...)``): the same kernel pass writes the new params (``p + u``, rounded as ``apply_updates``
+rounds it) instead of the update, so its results are bitwise those of ``update`` + ``apply_updates``;
+with ``donate=True`` it writes them over the old params and buffers (:mod:`fnnet.optim.donation`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .base import (
     GradientTransformation, cast, check_hyper, check_learning_rate, check_mask_argument, check_state, count_init,
     count_next, decay_rates, flat, float_leaves, learning_rate_at, matching_leaves,
 )
+from .donation import LeafOutputs
 from .transforms import (
     add_weight_decay, chain, scale_by_adagrad, scale_by_adam, scale_by_learning_rate, scale_by_momentum,
     scale_by_rms,
@@ -122,9 +128,17 @@ def _leaves(where, grads, params, need_params, **buffers):
     return treedef, g_leaves, p_leaves, out
 
 
-def _rebuild(treedef, columns, shapes):
-    """Unflatten each column of flat kernel outputs back into a tree of the original leaf shapes."""
-    return [tree.unflatten(treedef, [x.reshape(s) for x, s in zip(col, shapes)]) for col in columns]
+def _fused(where, init, leaf_pass) -> GradientTransformation:
+    """The transformation of a fused optimizer whose one pass over the leaves is
+    ``leaf_pass(where, grads, state, params, apply, donate) -> (updates or new params, new state)``."""
+
+    def update(grads, state, params=None):
+        return leaf_pass(where, grads, state, params, False, False)
+
+    def fused_step(grads, state, params, donate):
+        return leaf_pass(f"{where}.update_and_apply", grads, state, params, True, donate)
+
+    return GradientTransformation(init, update, fused_step)
 
 
 # ------------------------------------------------------------------------------------------ optimizers
@@ -177,27 +191,23 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False, weight_dec
     def init(params):
         return SgdState(count_init(), _zeros(where, params) if momentum else None)
 
-    def update(grads, state, params=None):
+    def leaf_pass(where, grads, state, params, apply, donate):
         check_state(where, state, SgdState)
-        treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0,
+        treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0 or apply,
                                         momentum_buffer=state.momentum_buffer if momentum else None)
+        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
         lr = learning_rate_at(where, learning_rate, state.count)
-        updates, new_bufs = [], []
         for i, (g, p) in enumerate(zip(gs, ps)):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
             if momentum:
-                u, b = K.momentum_update(flat(g), flat(p), flat(bufs["momentum_buffer"][i]), c(-lr), c(momentum),
-                                         c(weight_decay), nesterov)
-                new_bufs.append(b)
+                K.momentum_step(flat(g), flat(p), flat(bufs["momentum_buffer"][i]), outs(i, "out"),
+                                outs(i, "momentum_buffer"), c(-lr), c(momentum), c(weight_decay), nesterov, apply)
             else:
-                u = K.scale_and_decay(flat(g), flat(p), c(-lr), c(weight_decay))
-            updates.append(u)
-        shapes = [g.shape for g in gs]
-        out = _rebuild(treedef, [updates], shapes)[0]
-        buf_tree = _rebuild(treedef, [new_bufs], shapes)[0] if momentum else None
-        return out, SgdState(count_next(state.count), buf_tree)
+                K.scale_and_decay_step(flat(g), flat(p), outs(i, "out"), c(-lr), c(weight_decay), apply)
+        trees = outs.trees()
+        return trees["out"], SgdState(count_next(state.count), trees.get("momentum_buffer"))
 
-    return GradientTransformation(init, update)
+    return _fused(where, init, leaf_pass)
 
 
 def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused, mask=None):
@@ -214,24 +224,22 @@ def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused, mask=None):
     def init(params):
         return AdamState(count_init(), _zeros(where, params), _zeros(where, params))
 
-    def update(grads, state, params=None):
+    def leaf_pass(where, grads, state, params, apply, donate):
         check_state(where, state, AdamState)
-        treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0, mu=state.mu, nu=state.nu)
+        treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0 or apply, mu=state.mu, nu=state.nu)
         rates = decay_rates(where, weight_decay, mask, params, treedef)  # 0 for masked-out leaves: same kernel
+        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
         lr = learning_rate_at(where, learning_rate, state.count)
         t = int(state.count) + 1
         bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-        columns = ([], [], [])
-        for g, p, m, v, wd in zip(gs, ps, bufs["mu"], bufs["nu"], rates):
+        for i, (g, p, m, v, wd) in enumerate(zip(gs, ps, bufs["mu"], bufs["nu"], rates)):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
-            results = K.adam_update(flat(g), flat(p), flat(m), flat(v), c(-lr), c(b1), c(b2), c(eps), c(bc1), c(bc2),
-                                    c(wd))
-            for col, r in zip(columns, results):
-                col.append(r)
-        out, mu, nu = _rebuild(treedef, columns, [g.shape for g in gs])
-        return out, AdamState(count_next(state.count), mu, nu)
+            K.adam_step(flat(g), flat(p), flat(m), flat(v), outs(i, "out"), outs(i, "mu"), outs(i, "nu"), c(-lr),
+                        c(b1), c(b2), c(eps), c(bc1), c(bc2), c(wd), apply)
+        trees = outs.trees()
+        return trees["out"], AdamState(count_next(state.count), trees["mu"], trees["nu"])
 
-    return GradientTransformation(init, update)
+    return _fused(where, init, leaf_pass)
 
 
 def adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, fused: bool = True
@@ -324,28 +332,26 @@ def rmsprop(learning_rate, alpha: float = 0.99, eps: float = 1e-8, momentum: flo
         return RmspropState(count_init(), _zeros(where, params), _zeros(where, params) if use_momentum else None,
                             _zeros(where, params) if centered else None)
 
-    def update(grads, state, params=None):
+    def leaf_pass(where, grads, state, params, apply, donate):
         check_state(where, state, RmspropState)
-        treedef, gs, _, bufs = _leaves(where, grads, params, False, square_avg=state.square_avg,
-                                       momentum_buffer=state.momentum_buffer if use_momentum else None,
-                                       grad_avg=state.grad_avg if centered else None)
+        treedef, gs, ps, bufs = _leaves(where, grads, params, apply, square_avg=state.square_avg,
+                                        momentum_buffer=state.momentum_buffer if use_momentum else None,
+                                        grad_avg=state.grad_avg if centered else None)
+        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
         lr = learning_rate_at(where, learning_rate, state.count)
-        columns = ([], [], [], [])
-        for i, g in enumerate(gs):
+        for i, (g, p) in enumerate(zip(gs, ps)):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
-            buf = bufs["momentum_buffer"][i] if use_momentum else g
-            avg = bufs["grad_avg"][i] if centered else g
-            results = K.rmsprop_update(flat(g), flat(bufs["square_avg"][i]), flat(buf), flat(avg), c(-lr), c(alpha),
-                                       c(eps), c(momentum), use_momentum, centered)
-            for col, r in zip(columns, results):
-                col.append(r)
-        shapes = [g.shape for g in gs]
-        out, square_avg = _rebuild(treedef, columns[:2], shapes)
-        buf_tree = _rebuild(treedef, columns[2:3], shapes)[0] if use_momentum else None
-        avg_tree = _rebuild(treedef, columns[3:4], shapes)[0] if centered else None
-        return out, RmspropState(count_next(state.count), square_avg, buf_tree, avg_tree)
+            unused = np.empty(0, g.dtype)  # the kernel neither reads nor writes a buffer that is off
+            buf, new_buf = (bufs["momentum_buffer"][i], outs(i, "momentum_buffer")) if use_momentum else (g, unused)
+            avg, new_avg = (bufs["grad_avg"][i], outs(i, "grad_avg")) if centered else (g, unused)
+            K.rmsprop_step(flat(g), flat(p), flat(bufs["square_avg"][i]), flat(buf), flat(avg), outs(i, "out"),
+                           outs(i, "square_avg"), new_buf, new_avg, c(-lr), c(alpha), c(eps), c(momentum),
+                           use_momentum, centered, apply)
+        trees = outs.trees()
+        return trees["out"], RmspropState(count_next(state.count), trees["square_avg"], trees.get("momentum_buffer"),
+                                          trees.get("grad_avg"))
 
-    return GradientTransformation(init, update)
+    return _fused(where, init, leaf_pass)
 
 
 def adagrad(learning_rate, initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, fused: bool = True
@@ -375,16 +381,15 @@ def adagrad(learning_rate, initial_accumulator_value: float = 0.0, eps: float = 
     def init(params):
         return AdagradState(count_init(), _zeros(where, params, initial_accumulator_value))
 
-    def update(grads, state, params=None):
+    def leaf_pass(where, grads, state, params, apply, donate):
         check_state(where, state, AdagradState)
-        treedef, gs, _, bufs = _leaves(where, grads, params, False, sum_of_squares=state.sum_of_squares)
+        treedef, gs, ps, bufs = _leaves(where, grads, params, apply, sum_of_squares=state.sum_of_squares)
+        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
         lr = learning_rate_at(where, learning_rate, state.count)
-        columns = ([], [])
-        for g, a in zip(gs, bufs["sum_of_squares"]):
-            results = K.adagrad_update(flat(g), flat(a), cast(-lr, g.dtype), cast(eps, g.dtype))
-            for col, r in zip(columns, results):
-                col.append(r)
-        out, acc = _rebuild(treedef, columns, [g.shape for g in gs])
-        return out, AdagradState(count_next(state.count), acc)
+        for i, (g, p, a) in enumerate(zip(gs, ps, bufs["sum_of_squares"])):
+            K.adagrad_step(flat(g), flat(p), flat(a), outs(i, "out"), outs(i, "sum_of_squares"), cast(-lr, g.dtype),
+                           cast(eps, g.dtype), apply)
+        trees = outs.trees()
+        return trees["out"], AdagradState(count_next(state.count), trees["sum_of_squares"])
 
-    return GradientTransformation(init, update)
+    return _fused(where, init, leaf_pass)

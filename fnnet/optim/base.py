@@ -25,7 +25,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
-from .. import kernels as K
 from .. import tree
 from . import donation
 from ..autodiff.recording import host_step
@@ -36,7 +35,15 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT_TYPES = (np.float32, np.float64)
 
 
-class GradientTransformation(NamedTuple):
+class _TransformationRecord(NamedTuple):
+    """The fields of a :class:`GradientTransformation` (which is built through its own ``__new__``)."""
+
+    init: Callable[[Any], Any]
+    update: Callable[..., tuple]
+    fused_step: Optional[Callable[..., tuple]] = None
+
+
+class GradientTransformation(_TransformationRecord):
     """An optimizer (or a building block of one): two pure functions, and optionally a fused step.
 
     Attributes:
@@ -48,9 +55,11 @@ class GradientTransformation(NamedTuple):
             :meth:`update_and_apply` runs ``update`` and adds the updates.
     """
 
-    init: Callable[[Any], Any]
-    update: Callable[..., tuple]
-    fused_step: Optional[Callable[..., tuple]] = None
+    __slots__ = ()
+
+    def __new__(cls, init, update, fused_step=None):
+        # Under fnnet.jit each update is recorded as one step (its kernels, schedules and checks run on replay).
+        return super().__new__(cls, init, _recorded(update), None if fused_step is None else _recorded(fused_step))
 
     def update_and_apply(self, grads, opt_state, params, *, donate: bool = False):
         """One optimizer step: ``update`` followed by :func:`apply_updates`, without the ``updates`` tree.
@@ -90,13 +99,8 @@ class GradientTransformation(NamedTuple):
         return _update_then_apply(self, grads, opt_state, params, bool(donate))
 
 
-class GradientTransformation(GradientTransformation):  # noqa: F811  (the record above, built through here)
-    __doc__ = GradientTransformation.__doc__
-    __slots__ = ()
-
-    def __new__(cls, init, update):
-        # Under fnnet.jit each update is recorded as one step (its kernels, schedules and checks run on replay).
-        return super().__new__(cls, init, update if hasattr(update, "__wrapped__") else host_step(update))
+def _recorded(fn):
+    return fn if hasattr(fn, "__wrapped__") else host_step(fn)
 
 
 class EmptyState(NamedTuple):
