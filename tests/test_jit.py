@@ -262,3 +262,12 @@ def test_vmap_inside_jit_runs_its_per_example_loop_recorded():
         jf(w, np.ones((2, 3)))
         x = RNG.standard_normal((2, 3))
         _same(jf(w, x), f(w, x))
+
+
+def test_check_finite_blocks_run_eagerly_and_check_every_call():
+    jf = fnnet.jit(lambda x: ops.log(x))
+    jf(np.ones(3))
+    with fnnet.check_finite():
+        with pytest.raises(ValueError, match="log"):
+            jf(np.zeros(3))
+    assert jf.cache_info().misses == 1

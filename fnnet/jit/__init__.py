@@ -17,6 +17,7 @@ from .. import tree
 from ..autodiff import Tracer, UnexpectedTracerError
 from ..autodiff import recording
 from ..autodiff.arrays import plain_array
+from ..autodiff.primitive import _check_finite_on
 from ..autodiff.recording import ConcretizationError
 from ._plan import Plan, describe_leaf
 
@@ -51,8 +52,10 @@ class Jitted:
     def __call__(self, *args, **kwargs):
         static, dynamic = self._split(args, kwargs)
         leaves, treedef = tree.flatten(dynamic)
-        if recording.current() is not None or any(type(leaf) is Tracer for leaf in leaves):
-            return self.fn(*args, **kwargs)  # inside another trace or a grad: just part of it
+        if recording.current() is not None or any(type(leaf) is Tracer for leaf in leaves) or _check_finite_on():
+            # inside another trace or a grad: just part of it; under fnnet.check_finite (a debugging mode that
+            # checks every op's values): eager, so that every call is checked
+            return self.fn(*args, **kwargs)
         signature = []
         for i, a in enumerate(leaves):
             if isinstance(a, np.ndarray):
@@ -169,6 +172,8 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
         TypeError: a static argument is not hashable.
 
     Non-array leaves (Python floats, ints, strings) are part of the signature: a new value traces again.
+    Inside a ``fnnet.check_finite()`` block (or with ``FNNET_CHECK_FINITE=1``) calls run eagerly, so that
+    every op's values are checked.
     Random keys are arrays, so a new key draws new bits.  Arrays a call returns are new arrays, never
     overwritten by a later call.  Calls from several threads at once are safe.  ``vmap`` inside ``jit`` runs
     its per-example loop; ``value_and_grad(on_gradient=...)`` and ``fnnet.vjp`` inside ``jit`` are not
