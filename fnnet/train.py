@@ -19,7 +19,7 @@ from . import datasets, optim
 from . import distributed as dist
 from . import random as fnrandom
 from . import tree
-from .autodiff import value_and_grad
+from .autodiff import recording, value_and_grad
 from .jit import jit as jit_function
 
 __all__ = ["make_train_step", "data_parallel_step", "run_epoch", "predict", "evaluate", "accuracy", "NonFiniteError"]
@@ -94,7 +94,7 @@ def _metrics(loss, out, y) -> dict:
     return metrics
 
 
-def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed=False, jit=True):
+def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed=False, jit=True, donate=False):
     """Build ``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)``.
 
     Args:
@@ -112,6 +112,10 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
             traced on the first call for each batch shape, replayed afterwards, bitwise the same results.
             False runs them eagerly (the loss function may then read values in Python).  Ignored with
             ``distributed`` (its gradient exchange runs during the backward).
+        donate: give up the ``params`` and ``opt_state`` passed to each call: the update writes the new
+            params and optimizer moments into their buffers (``GradientTransformation.update_and_apply``),
+            so a step holds params + gradients + optimizer state and nothing more.  Results are bitwise
+            the same; passing a donated array to ``fnnet.optim`` again raises a ValueError.
 
     Raises:
         NonFiniteError: see ``check_finite``.
@@ -124,38 +128,23 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
     if distributed is not False:
         return data_parallel_step(model, loss_fn, optimizer, check_finite=check_finite, options=distributed)
     loss_and_grad = value_and_grad(_objective(model, loss_fn), has_aux=True)
-    if jit:
-        return _jitted_step(loss_and_grad, optimizer, check_finite)
+    if not isinstance(donate, (bool, np.bool_)):
+        raise TypeError(f"make_train_step: donate must be a bool, got {donate!r}")
 
-    def step(params, state, opt_state, x, y, key):
-        (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
-        if check_finite:
-            check_finite_step(loss, grads)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optim.apply_updates(params, updates)
-        return params, new_state, opt_state, _metrics(loss, out, y)
-
-    return step
-
-
-def _jitted_step(loss_and_grad, optimizer, check_finite):
-    """The train step under ``fnnet.jit``.  The update is computed before the finite check here, into new
-    arrays, and dropped with the step when the check fails: the caller's params are as untouched as when
-    the eager step raises before the update."""
-
-    @jit_function
     def core(params, state, opt_state, x, y, key):
         (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        return optim.apply_updates(params, updates), new_state, new_opt_state, loss, out, grads
+        if check_finite:
+            recording.check(check_finite_step, loss, grads)  # before the update, on every replay too
+        params, opt_state = optimizer.update_and_apply(grads, opt_state, params, donate=bool(donate))
+        return params, new_state, opt_state, loss, out
+
+    core = jit_function(core) if jit else core
 
     def step(params, state, opt_state, x, y, key):
-        params, state, opt_state, loss, out, grads = core(params, state, opt_state, x, y, key)
-        if check_finite:
-            check_finite_step(loss, grads)
+        params, state, opt_state, loss, out = core(params, state, opt_state, x, y, key)
         return params, state, opt_state, _metrics(loss, out, y)
 
-    step.jitted = core
+    step.jitted = core if jit else None
     return step
 
 

@@ -271,3 +271,37 @@ def test_check_finite_blocks_run_eagerly_and_check_every_call():
         with pytest.raises(ValueError, match="log"):
             jf(np.zeros(3))
     assert jf.cache_info().misses == 1
+
+
+def test_jitted_train_step_raises_non_finite_on_replay_before_the_update():
+    model = L.Sequential([L.Linear(8), L.ReLU(), L.Linear(3)])
+    params = model.init(fnnet.random.key(0), (4, 5))
+    opt = optim.sgd(0.1)
+    step = fnnet.train.make_train_step(model, fnnet.losses.softmax_cross_entropy, opt)
+    y = np.array([0, 1, 2, 0])
+    step(params, {}, opt.init(params), np.ones((4, 5), np.float32), y, None)
+    keep = fnnet.tree.map(np.copy, params)
+    bad = np.ones((4, 5), np.float32)
+    bad[1, 2] = np.nan
+    with pytest.raises(fnnet.train.NonFiniteError):
+        step(params, {}, opt.init(params), bad, y, None)
+    _same(params, keep)
+    assert step.jitted.cache_info().misses == 1
+
+
+def test_donating_train_step_gives_the_same_bits_and_refuses_stale_params():
+    model = L.Sequential([L.Linear(8), L.Tanh(), L.Linear(3)])
+    opt = optim.adam(1e-2)
+    params = model.init(fnnet.random.key(0), (4, 5))
+    plain = fnnet.train.make_train_step(model, fnnet.losses.softmax_cross_entropy, opt)
+    donating = fnnet.train.make_train_step(model, fnnet.losses.softmax_cross_entropy, opt, donate=True)
+    e = (params, {}, opt.init(params))
+    d = fnnet.tree.map(np.copy, e)
+    stale = d[0]
+    for _ in range(3):
+        x, y = RNG.standard_normal((4, 5)).astype(np.float32), RNG.integers(0, 3, 4)
+        *e, _ = plain(*e, x, y, None)
+        *d, _ = donating(*d, x, y, None)
+        _same(e, d)
+    with pytest.raises(ValueError, match="donated"):
+        donating(stale, {}, d[2], x, y, None)

@@ -34,7 +34,7 @@ from .. import tree
 from . import half
 from .tape import Tape, Tracer
 
-__all__ = ["Recorder", "ConcretizationError", "current", "host_step", "revalidate", "suspended", "jit_index"]
+__all__ = ["Recorder", "ConcretizationError", "current", "host_step", "revalidate", "check", "suspended", "jit_index"]
 
 _state = threading.local()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -363,3 +363,19 @@ def jit_index(x):
     if x.tape is not getattr(recorder, "root", None) or not x.tape.active:
         raise _foreign("fnnet.jit")
     return recorder.unwrap(x)
+
+
+def check(fn, *args) -> None:
+    """Run ``fn(*args)``, a check that raises on bad values (e.g. a non-finite loss), on the values of
+    ``args`` (trees of arrays); under a trace, record it to run again, in this place, on every replay."""
+    recorder = getattr(_state, "recorder", None)
+    if recorder is None:
+        fn(*args)
+        return
+    leaves, treedef = tree.flatten((args, {}))
+    dynamic = [i for i, leaf in enumerate(leaves) if recorder.is_dynamic(leaf)]
+    values = [leaf.value if type(leaf) is Tracer else leaf for leaf in leaves]
+    recorder.run(fn, tree.unflatten(treedef, values)[0])
+    if dynamic:
+        call = _HostCall(fn, treedef, values, tuple(dynamic), ())
+        recorder.step(_Check(lambda *v: call(*v)), [recorder.slot_of(leaves[i]) for i in dynamic], None)

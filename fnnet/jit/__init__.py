@@ -71,12 +71,13 @@ class Jitted:
                 self._plans.move_to_end(key)
                 self._hits += 1
         if plan is None:
-            plan = self._trace(args, kwargs, leaves, treedef)
+            plan, out = self._trace(args, kwargs, leaves, treedef)
             with self._lock:
                 self._misses += 1
                 self._plans[key] = plan
                 while len(self._plans) > self.max_plans:
                     self._plans.popitem(last=False)
+            return out  # the trace ran the function: its results are this call's
         return tree.unflatten(plan.out_def, plan.run([leaf for leaf in leaves if type(leaf) is np.ndarray]))
 
     def _split(self, args, kwargs):
@@ -124,7 +125,9 @@ class Jitted:
                     f"{self.where}: the function returned a value that is being differentiated (a tracer of a grad "
                     "call inside it); return grad's results, or fnnet.stop_gradient(x)"
                 )
-        return Plan(recorder, input_slots, out_leaves, out_def, time.perf_counter() - start)
+        plan = Plan(recorder, input_slots, out_leaves, out_def, time.perf_counter() - start)
+        values = [leaf.value if type(leaf) is Tracer else leaf for leaf in out_leaves]
+        return plan, tree.unflatten(out_def, values)
 
     def cache_info(self) -> CacheInfo:
         """Counts of replays and traces, and the plans kept (see :class:`CacheInfo`)."""

@@ -291,6 +291,7 @@ def apply_updates(params, updates):
     return tree.unflatten(treedef, [np.asarray(p + u) for p, u in zip(p_leaves, u_leaves)])  # 0-d stays an array
 
 
+@host_step  # under fnnet.jit one recorded step, like a fused step
 def _update_then_apply(transformation, grads, opt_state, params, donate):
     """``update_and_apply`` of a transformation without a fused step; with ``donate``, the params are
     written in place and the state leaves that ``update`` replaced are given up."""
