@@ -105,8 +105,8 @@ def _check_labels(op, labels, n, num_classes):
         )
     if labels.shape != (n,):
         raise ValueError(f"{op}: labels expected shape ({n},) (one class index per row of logits), got {labels.shape}")
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-    if bad.size:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
         i = int(bad[0])
         raise IndexError(
             f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "

@@ -64,8 +64,7 @@ def train_loop(loss, opt, params, x, y, jit):
     grad_fn = fnnet.grad(loss)
 
     def update(p, s, x, y):
-        updates, s = opt.update(grad_fn(p, x, y), s, p)
-        return fnnet.optim.apply_updates(p, updates), s
+        return opt.update_and_apply(grad_fn(p, x, y), s, p)  # the fused step (same bits as update + apply)
 
     update = fnnet.jit(update) if jit else update
     box = {"params": params, "opt": opt.init(params)}
