@@ -20,10 +20,11 @@ TRAINING_LABELS = {
     "tiny": "64-64-10, batch 32, SGD",
     "attention": "one pre-LayerNorm transformer block, width 128, 4 heads, context 64, batch 32, AdamW",
     "gru": "GRU(128) over 32 steps of 32 features, batch 32, Adam",
+    "gru_loop": "the same GRU, fnnet's GRUCell stepped in Python (PyTorch: nn.GRU), Adam",
     "charlm": "the `charlm` example's model and step, clipped AdamW",
 }
-PEER_NAMES = {"torch": "PyTorch", "numpy": "NumPy", "jax": "JAX"}
-SUMMARY_WORKLOADS = ("cnn", "mlp", "tiny", "attention", "gru", "charlm")
+PEER_NAMES = {"fnnet_eager": "fnnet eager", "torch": "PyTorch", "numpy": "NumPy", "jax": "JAX"}
+SUMMARY_WORKLOADS = ("cnn", "mlp", "tiny", "attention", "gru", "gru_loop", "charlm")
 
 
 # ------------------------------------------------------------------------------------------ numbers
@@ -187,11 +188,15 @@ def _peers(runs, section, candidates):
 
 
 def training(runs):
-    """The training-step table: ms per framework and fnnet / peer ratios, one row per workload."""
-    peers = _peers(runs, "training", ("torch", "numpy", "jax"))
-    header = ["workload", "fnnet ms"]
+    """The training-step table: ms per framework and fnnet / peer ratios, one row per workload (``fnnet`` is
+    the step under ``fnnet.jit`` when the run has an ``fnnet_eager`` row), then the first call's time."""
+    peers = _peers(runs, "training", ("fnnet_eager", "torch", "numpy", "jax"))
+    jitted = "fnnet_eager" in peers
+    header = ["workload", "fnnet jit ms" if jitted else "fnnet ms"]
     for p in peers:
         header += [f"{PEER_NAMES[p]} ms", f"fnnet / {PEER_NAMES[p]}"]
+    if jitted:
+        header += ["first call: jit / eager ms"]
     rows = []
     for w in _rows(runs, "training"):
         name = _name(f"`{w}` ({TRAINING_LABELS.get(w, w)})", runs, "training", w)
@@ -199,6 +204,9 @@ def training(runs):
         for p in peers:
             cells += [fmt_ms(cell(runs, "training", w, p)[0]),
                       fmt_ratio(*cell(runs, "training", w, "ratios", p, spread_path=("ratio_range", p)))]
+        if jitted:
+            cells.append(f"{fmt_ms(cell(runs, 'training', w, 'first_call_ms', 'fnnet')[0])} / "
+                         f"{fmt_ms(cell(runs, 'training', w, 'first_call_ms', 'fnnet_eager')[0])}")
         rows.append(cells)
     return smoke_note(runs) + table(header, rows) + footnotes(runs, "training") + "\n\n" + caption(runs)
 

@@ -57,7 +57,8 @@ def main(argv=None):
                 step()
             result = {"peak_rss_mb": timing.peak_rss_mb()}
         else:
-            result = {"ms": timing.median_ms(step, repeats=args.repeats, min_time=args.min_time)}
+            first_ms = timing.first_call_ms(step)
+            result = {"ms": timing.median_ms(step, repeats=args.repeats, min_time=args.min_time), "first_ms": first_ms}
     if args.framework.startswith("fnnet"):
         result["threading_layer"] = _threading_layer()
     print(json.dumps(result))
