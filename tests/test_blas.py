@@ -137,3 +137,16 @@ def test_dense_kernels_with_large_row_blocks_match_numpy_and_ignore_the_thread_c
     np.testing.assert_allclose(gb, g64.sum(0), rtol=1e-5, atol=1e-3)
     for one, other in zip(runs[0], runs[1]):
         np.testing.assert_array_equal(one, other)
+
+
+def test_import_loads_only_cython_blas_and_scipy_linalg_still_sees_it():
+    """``import fnnet`` loads SciPy's BLAS capsule module on its own (not all of scipy.linalg); a later
+    ``import scipy.linalg`` gets that same module as its attribute and works."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fnnet; assert 'scipy.linalg' not in sys.modules; import numpy as np, scipy.linalg; "
+            "assert scipy.linalg.cython_blas is sys.modules['scipy.linalg.cython_blas']; "
+            "from scipy.linalg import cython_blas; assert cython_blas is scipy.linalg.cython_blas; "
+            "assert np.allclose(scipy.linalg.solve(np.eye(2), [1.0, 2.0]), [1.0, 2.0])")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

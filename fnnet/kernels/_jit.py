@@ -96,6 +96,75 @@ def _cache_possible() -> bool:
     return _writable(AppDirs(appname="numba", appauthor=False).user_cache_dir)
 
 
+def cython_blas():
+    """``scipy.linalg.cython_blas``, the module whose capsules hold the BLAS entry points kernels call.
+
+    Importing it the usual way first runs ``scipy.linalg/__init__`` and everything it imports (0.25-0.6 s,
+    a third of ``import fnnet``), although only this one extension module is needed; so it is loaded from
+    its file on its own, under its own name (a later ``import scipy.linalg`` finds it and does not load it
+    again).  Falls back to the usual import if the file is not where it is expected."""
+    import importlib.machinery
+    import importlib.util
+
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        import scipy
+
+        folder = os.path.join(os.path.dirname(os.path.abspath(scipy.__file__)), "linalg")
+        path = next(os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                    if f.startswith("cython_blas.") and f.endswith((".so", ".pyd")))
+        loader = importlib.machinery.ExtensionFileLoader(name, path)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path, loader=loader))
+        loader.exec_module(module)
+    except (ImportError, OSError, StopIteration):
+        import scipy.linalg.cython_blas as module
+        return module
+    sys.modules[name] = module
+    if "scipy.linalg" in sys.modules:
+        sys.modules["scipy.linalg"].cython_blas = module
+    else:
+        sys.meta_path.insert(0, _AttachCythonBlas(module))
+    return module
+
+
+class _AttachCythonBlas:
+    """Import hook for :func:`cython_blas`: when ``scipy.linalg`` is imported later, its ``cython_blas``
+    attribute is set to the module already loaded (Python sets a package's attribute only for submodules
+    it imports itself).  Finds nothing itself; removes itself once done."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "scipy.linalg":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            module, run = self.module, spec.loader.exec_module
+
+            def exec_module(package):
+                package.cython_blas = module  # before the package's own code, which may use it
+                run(package)
+
+            spec.loader = _Delegate(spec.loader, exec_module)
+        return spec
+
+
+class _Delegate:
+    """A loader that runs ``exec_module`` and forwards everything else to the package's own loader."""
+
+    def __init__(self, loader, exec_module):
+        self._loader, self.exec_module = loader, exec_module
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
 def _single_threaded_kernel_blas():
     """Make the OpenBLAS that kernels call (SciPy's copy, through ``blas.gemm``) single-threaded.
 
@@ -108,7 +177,8 @@ def _single_threaded_kernel_blas():
     threads = int(os.environ.get("FNNET_BLAS_THREADS", "1"))
     try:
         import scipy
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library kernels call)
+
+        cython_blas()  # loads the library kernels call
 
         scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
         with open("/proc/self/maps") as fh:

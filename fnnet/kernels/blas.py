@@ -6,7 +6,8 @@ their error messages and a layout dispatch into every kernel that calls it: one 
 single ``np.dot`` took 9.3 s to compile against 0.9 s with :func:`gemm`.  Shapes are checked by the Python
 ops before any kernel runs, so nothing is lost.
 
-The BLAS entry points are found through ``scipy.linalg.cython_blas`` (a capsule per function) and bound to
+The BLAS entry points are found through ``scipy.linalg.cython_blas`` (a capsule per function; loaded on its own
+by ``_jit.cython_blas``) and bound to
 a symbol name with ``llvmlite.binding.add_symbol`` at import, so compiled kernels refer to them by name and
 stay cacheable on disk.  BLAS is column-major: a row-major product ``C = A @ B`` is computed as the
 column-major product ``C^T = B^T A^T``, which reads the row-major arrays as they lie.
@@ -18,10 +19,11 @@ import ctypes
 
 import llvmlite.binding as llvm
 import numpy as np
-import scipy.linalg.cython_blas as _cython_blas
 from numba import types
 
-from ._jit import helper
+from ._jit import cython_blas, helper
+
+_cython_blas = cython_blas()
 
 __all__ = ["gemm", "matmul"]
 
