@@ -305,3 +305,27 @@ def test_donating_train_step_gives_the_same_bits_and_refuses_stale_params():
         _same(e, d)
     with pytest.raises(ValueError, match="donated"):
         donating(stale, {}, d[2], x, y, None)
+
+
+def test_causal_transformer_language_model_step_is_bitwise_eager():
+    from fnnet.examples import charlm
+
+    model = charlm.build_model(vocab_size=11, context=8, width=16, layers=1, heads=2)
+    params = model.init(fnnet.random.key(0), (None, 8))
+    opt = optim.chain(optim.clip_by_global_norm(1.0),
+                      optim.adamw(1e-3, weight_decay=0.1, mask=L.decay_mask(model, params)))
+
+    def step(p, s, x, y):
+        loss, g = fnnet.value_and_grad(lambda p: charlm.sequence_loss(model.apply(p, x), y))(p)
+        p, s = opt.update_and_apply(g, s, p)
+        return p, s, loss
+
+    jstep = fnnet.jit(step)
+    e = j = (params, opt.init(params))
+    for _ in range(3):
+        tokens = RNG.integers(0, 11, (4, 9))
+        *e, le = step(*e, tokens[:, :-1], tokens[:, 1:])
+        *j, lj = jstep(*j, tokens[:, :-1], tokens[:, 1:])
+        _same((e, le), (j, lj))
+    with pytest.raises(IndexError, match="out of range"):
+        jstep(*j, np.full((4, 8), 11), tokens[:, 1:])
