@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .primitive import Primitive
 from .recording import Recorder
 from .tape import Tape, Tracer, unbroadcast
 
@@ -102,10 +103,12 @@ def _pop_all(entries):
 class _VJP:
     """Step: one tape entry's VJP (``present`` marks which outputs of a multi-output entry have a cotangent)."""
 
-    __slots__ = ("prim", "static", "parents", "present")
+    __slots__ = ("prim", "static", "parents", "present", "needs")
 
     def __init__(self, prim, static, parents, present):
         self.prim, self.static, self.parents, self.present = prim, static, parents, present
+        # Once checked (by the trace's own call), a plain primitive's rule is called directly.
+        self.needs = tuple(p >= 0 for p in parents) if getattr(prim, "input_mask", False) else None
 
     def __call__(self, residuals, *gs, **params):
         if self.present is None:
@@ -113,7 +116,12 @@ class _VJP:
         else:
             rest = iter(gs)
             g = tuple(next(rest) if p else None for p in self.present)
-        return self.prim.vjp(residuals, g, params, self.parents)
+        prim = self.prim
+        if type(prim) is Primitive and prim._bwd_checked:
+            if self.needs is not None:
+                return prim.bwd(residuals, g, needs=self.needs, **params)
+            return prim.bwd(residuals, g, **params)
+        return prim.vjp(residuals, g, params, self.parents)
 
 
 class _Unbroadcast:
