@@ -378,3 +378,15 @@ def test_checkpoint_on_a_leaked_tracer_raises_like_an_op():
 def test_stacking_zero_d_traced_values_differentiates():
     g = fnnet.grad(lambda a: ops.sum(ops.stack([ops.sum(a), ops.sum(ops.multiply(a, a))])))(np.ones(3))
     np.testing.assert_array_equal(g, np.full(3, 3.0))
+
+
+def test_numpy_reductions_of_tracers_run_the_fnnet_ops():
+    """np.sum/np.mean/np.max call the tracer's method with numpy's extra arguments."""
+    x = np.array([1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(fnnet.grad(lambda x: np.sum(x * x))(x), 2 * x)
+    np.testing.assert_allclose(fnnet.grad(lambda x: np.mean(x * x, axis=0))(x), 2 * x / 3)
+    np.testing.assert_array_equal(fnnet.grad(lambda x: np.max(x))(x), [0.0, 0.0, 1.0])
+    with pytest.raises(TypeError, match="dtype=float32 would change"):
+        fnnet.grad(lambda x: np.sum(x, dtype=np.float32))(x)
+    with pytest.raises(TypeError, match="out="):
+        fnnet.grad(lambda x: np.sum(x, out=np.zeros(())))(x)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 from ..autodiff import Batched, Tracer
 from ..autodiff.batching import apply_to_values
 from . import arithmetic as A
@@ -39,6 +41,22 @@ def _on_integers(method, op):
         return method(s, *args)
 
     return dispatch
+
+
+def _reduction(name, op):
+    """``x.sum(...)``-style method, also reached by ``np.sum(x)`` (numpy calls the method with ``dtype``
+    and ``out``): the fnnet op, or a clear error for the arguments it cannot honour."""
+
+    def method(s, axis=None, dtype=None, out=None, keepdims=False, **unsupported):
+        if out is not None or unsupported.get("where", True) is not True or unsupported.get("initial") is not None:
+            raise TypeError(f"{name} of a traced array: out=, where= and initial= are not supported; use "
+                            f"fnnet.ops.{name}(x, axis, keepdims) and compute into a new array")
+        if dtype is not None and np.dtype(dtype) != s.dtype:
+            raise TypeError(f"{name} of a traced array: dtype={np.dtype(dtype)} would change the dtype "
+                            f"{s.dtype}; cast first with fnnet.precision.cast(x, dtype)")
+        return op(s, axis, keepdims)
+
+    return method
 
 
 def _reshape(a, *shape):
@@ -79,9 +97,9 @@ def install() -> None:
     T.transpose = _on_integers(lambda s, *axes: S.transpose(s, (axes[0] if len(axes) == 1 else axes) or None),
                                _transpose)
     T.__getitem__ = _on_integers(lambda s, index: I.getitem(s, index), operator.getitem)
-    T.sum = lambda s, axis=None, keepdims=False: R.sum(s, axis, keepdims)
-    T.mean = lambda s, axis=None, keepdims=False: R.mean(s, axis, keepdims)
-    T.max = lambda s, axis=None, keepdims=False: R.max(s, axis, keepdims)
+    T.sum = _reduction("sum", R.sum)
+    T.mean = _reduction("mean", R.mean)
+    T.max = _reduction("max", R.max)
     _install_batched(T)
 
 
