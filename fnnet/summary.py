@@ -101,14 +101,19 @@ def _fmt_tape(row):
 
 
 def _table(rows, total):
-    header = f"{'path':<22}{'type':<16}{'output shape':<22}{'params':>12}{'param mem':>12}{'FLOPs':>14}{'tape':>12}"
+    # The text columns grow to their longest entry (a path such as "3/block/attention", a type such as
+    # LearnedPositionalEmbedding), so every row stays aligned.
+    wp = max([22] + [len(r["path"]) + 2 for r in rows])
+    wt = max([16] + [len(r["type"]) + 2 for r in rows])
+    ws = max([22] + [len(str(r["out_shape"])) + 2 for r in rows])
+    header = f"{'path':<{wp}}{'type':<{wt}}{'output shape':<{ws}}{'params':>12}{'param mem':>12}{'FLOPs':>14}{'tape':>12}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['path']:<22}{r['type']:<16}{str(r['out_shape']):<22}{r['params']:>12,}"
+        lines.append(f"{r['path']:<{wp}}{r['type']:<{wt}}{str(r['out_shape']):<{ws}}{r['params']:>12,}"
                      f"{_fmt_bytes(r['param_bytes']):>12}{_fmt_count(r['flops']):>14}{_fmt_tape(r):>12}")
     lines.append("-" * len(header))
     tape = "?" if total["tape_bytes"] is None else _fmt_bytes(total["tape_bytes"])
-    lines.append(f"{'total':<60}{total['params']:>12,}{_fmt_bytes(total['param_bytes']):>12}"
+    lines.append(f"{'total':<{wp + wt + ws}}{total['params']:>12,}{_fmt_bytes(total['param_bytes']):>12}"
                  f"{_fmt_count(total['flops']):>14}{tape:>12}")
     if any(r["remat"] is not None for r in rows):
         extra = total["recompute_tape_bytes"]

@@ -216,3 +216,13 @@ def test_sequential_fusion_follows_the_layers_own_hints():
     assert L.Sequential([L.Linear(3), L.ReLU(), L.Conv2D(2, 1), L.Tanh()])._fused_activation == ("relu", None, None,
                                                                                                    None)
     assert L.Sequential([L.Remat(L.Linear(3)), L.ReLU()])._fused_activation == (None, None)
+
+
+def test_summary_columns_fit_long_type_names():
+    model = L.Sequential([L.Embedding(11, 8), L.LearnedPositionalEmbedding(6), L.Linear(3)])
+    lines = []
+    summary(model, (2, 6), print_fn=lines.append)
+    rows = lines[0].splitlines()
+    start = rows[0].index("output shape")
+    assert all(r[start - 2:start] == "  " for r in rows[2:5])  # the type column never runs into the shape
+    assert "LearnedPositionalEmbedding" in rows[3]
