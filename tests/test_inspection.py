@@ -74,7 +74,11 @@ def test_record_gradients_and_nested_paths(tmp_path):
     grads = rec.gradients
     # d loss / d output of the last Linear is exactly 1 for every element
     assert grads["2"]["mean"] == 1.0 and grads["2"]["std"] == 0.0
+    import matplotlib
+
+    backend = matplotlib.get_backend()
     rec.plot_histograms(tmp_path / "hist.png")
+    assert matplotlib.get_backend() == backend  # drawn off-screen: an inline Jupyter backend stays
     assert (tmp_path / "hist.png").stat().st_size > 1000
 
 

@@ -110,17 +110,18 @@ class ActivationRecorder:
         return "\n".join(lines)
 
     def plot_histograms(self, path, which="activations"):
-        """Save a PNG with one histogram per layer (needs ``bins > 0`` and matplotlib)."""
-        import matplotlib
+        """Save a PNG with one histogram per layer (needs ``bins > 0`` and matplotlib).
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        The figure is drawn off-screen (``matplotlib.figure.Figure``), so the process's backend, e.g. inline
+        plots in Jupyter, is left as it is."""
+        from matplotlib.figure import Figure
 
         flat = self._activations if which == "activations" else self._gradients
         items = [(p, s) for p, s in flat.items() if "histogram" in s]
         if not items:
             raise ValueError("plot_histograms: no histograms were recorded; use record_activations(bins=30)")
-        fig, axes = plt.subplots(len(items), 1, figsize=(6, 1.6 * len(items)), squeeze=False)
+        fig = Figure(figsize=(6, 1.6 * len(items)))
+        axes = fig.subplots(len(items), 1, squeeze=False)
         for ax, (p, s) in zip(axes[:, 0], items):
             counts, edges = s["histogram"]
             ax.stairs(counts, edges, fill=True)
@@ -128,7 +129,6 @@ class ActivationRecorder:
             ax.tick_params(labelsize=7)
         fig.tight_layout()
         fig.savefig(path, dpi=90)
-        plt.close(fig)
 
 
 @contextlib.contextmanager
