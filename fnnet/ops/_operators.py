@@ -36,7 +36,7 @@ def _on_integers(method, op):
     differentiates, numpy's ``op`` recorded as a host step (e.g. a row of split keys, flattened labels)."""
 
     def dispatch(s, *args):
-        if s.tape.jit is not None and s.dtype.kind != "f":
+        if type(s) is Tracer and s.tape.jit is not None and s.dtype.kind != "f":
             return s.tape.jit.call_host(op, (s, *args), {})
         return method(s, *args)
 
