@@ -174,6 +174,9 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
         ConcretizationError: (at the trace) Python read a traced array's value.
         TypeError: a static argument is not hashable.
 
+    What does not depend on the arguments is a constant of the plan, computed once by the trace: arrays
+    the function closes over (pass values that change between calls as arguments), ``np.random`` draws
+    and other NumPy work on untraced values (use ``fnnet.random`` with a key argument for fresh noise).
     Non-array leaves (Python floats, ints, strings) are part of the signature: a new value traces again.
     Inside a ``fnnet.check_finite()`` block (or with ``FNNET_CHECK_FINITE=1``) calls run eagerly, so that
     every op's values are checked.
