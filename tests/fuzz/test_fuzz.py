@@ -26,6 +26,19 @@ def test_every_public_op_loss_and_layer_has_a_spec():
     assert set(EXCLUDED) <= set(public_targets()), "EXCLUDED names something that is no longer public"
 
 
+def test_fuzz_every_op_loss_and_layer():
+    """At least 3,000 cases (every target x mutation pair once) in 2 worker processes; no failure allowed.
+
+    It runs before the tests below on purpose: on a cold cache its two workers compile the table's kernels
+    in parallel (``runner._warm_order``), and the tests below, which call the kernels in this process,
+    then load them from the disk cache instead of compiling them on one core.
+
+    On failure the message lists every failing case with its repro command."""
+    results = runner.run(range(CI_CASES), seed=0, jobs=2)
+    failures = [r for r in results if r["class"] in FAILURES]
+    assert not failures, "\n" + runner.report(results, every_failure=True)
+
+
 @pytest.mark.parametrize("spec", OP_SPECS + LAYER_SPECS, ids=lambda s: s.name)
 def test_every_canonical_call_runs_and_matches_its_numpy_reference(spec):
     """The table itself: each canonical call (float32, plain arrays) gives a forward and a gradient, and agrees
@@ -45,6 +58,14 @@ def test_a_case_reproduces_from_its_id():
     for a, b in zip(first[1].args, again[1].args):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert run_case(7, 123)["class"] in CLASSES
+
+
+def test_each_worker_warms_the_whole_table_from_its_own_end():
+    table = tuple(range(10))
+    orders = [runner._warm_order(table, slot, 2) for slot in range(2)]
+    assert orders == [table, table[::-1]]  # they meet in the middle; after that the other's kernels are cached
+    for slots in (1, 3, 4):
+        assert all(sorted(runner._warm_order(table, slot, slots)) == list(table) for slot in range(slots))
 
 
 BROKEN_EXPECTED = [  # (broken target, mutation, the class the fuzzer must give)
@@ -73,12 +94,3 @@ def broken_results():
 def test_the_fuzzer_classifies_deliberately_broken_ops(broken_results, target, mutation, expected):
     got = broken_results[(target, mutation)]
     assert got["class"] == expected, got
-
-
-def test_fuzz_every_op_loss_and_layer():
-    """At least 3,000 cases (every target x mutation pair once) in 2 worker processes; no failure allowed.
-
-    On failure the message lists every failing case with its repro command."""
-    results = runner.run(range(CI_CASES), seed=0, jobs=2)
-    failures = [r for r in results if r["class"] in FAILURES]
-    assert not failures, "\n" + runner.report(results, every_failure=True)

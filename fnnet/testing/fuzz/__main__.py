@@ -27,6 +27,7 @@ def _parser():
     p.add_argument("--failures", action="store_true", help="list every failure, not the first of each class")
     p.add_argument("--targets", help=argparse.SUPPRESS)  # module:attribute of another spec table (tests)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--slot", default="0/1", help=argparse.SUPPRESS)  # a worker's INDEX/COUNT among all (warm-up order)
     return p
 
 
@@ -38,7 +39,8 @@ def _progress(done, total):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.worker:
-        runner.serve(args.seed, args.targets, json.loads(sys.stdin.readline()), args.timeout)
+        slot, slots = (int(n) for n in args.slot.split("/"))
+        runner.serve(args.seed, args.targets, json.loads(sys.stdin.readline()), args.timeout, slot=slot, slots=slots)
         return 0
     if args.case:
         seed, _, index = args.case.partition(":")

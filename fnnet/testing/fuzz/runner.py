@@ -4,7 +4,11 @@
 and shares the cases out between them (each worker's kernels get ``cores // jobs`` threads, so the workers
 do not fight over the cores).  A worker imports fnnet once, loads the kernels by running every target's
 canonical call in float32, float64 and float16, and then forks one child per batch of cases; the child inherits the
-loaded kernels and reports each case on a pipe.  When a child dies, the case it had
+loaded kernels and reports each case on a pipe.  On a cold cache that warm-up is most of a run (Numba
+compiles every kernel's float32 and float64 specialisations there; the mutated calls add about a third
+more, mostly for read-only inputs), so each worker starts it in its own part of the table (see
+``_warm_order``): the workers compile different kernels at once, and each loads from the disk cache what
+the others compiled.  When a child dies, the case it had
 started is a ``crash``; when a case runs longer than ``timeout`` seconds, the child is killed and the case
 is a ``hang``.  Either way the worker forks a fresh child for the rest of the batch.  Where ``fork`` is not
 available the worker runs the cases itself, and the parent restarts a worker that died.
@@ -49,10 +53,19 @@ def _dead(index, seed, source, cls, detail):
             "class": cls, "detail": detail}
 
 
-def _warm_up(source):
+def _warm_order(specs, slot, slots):
+    """The targets in the order worker ``slot`` of ``slots`` warms them: even slots walk up from the start
+    of their share of the table, odd slots down from its end, so with two workers one walks up and one
+    down, and the kernels each reaches after they meet are already in the disk cache."""
+    start = (slot + slot % 2) * len(specs) // slots
+    order = specs[start:] + specs[:start]
+    return order[::-1] if slot % 2 else order
+
+
+def _warm_up(source, slot=0, slots=1):
     """Load the kernels of every canonical call, in float32, float64 and float16, once, before forking
     (their errors, if any, are the cases' business)."""
-    for spec in targets(source):
+    for spec in _warm_order(targets(source), slot, slots):
         inst = spec.build(np.random.default_rng(0))
         wide = cast64(inst, inst.args)
         half = [a.astype(np.float16) if m.kind == "float" else a for a, m in zip(wide, inst.meta)]
@@ -114,9 +127,9 @@ def _run_batch(seed, source, batch, timeout, out):
     return [i for i in batch if i not in finished]
 
 
-def serve(seed, source, indices, timeout, out=sys.stdout):
-    """The worker's loop (see the module docstring)."""
-    _warm_up(source)
+def serve(seed, source, indices, timeout, out=sys.stdout, slot=0, slots=1):
+    """The loop of worker ``slot`` of ``slots`` (see the module docstring)."""
+    _warm_up(source, slot, slots)
     if not hasattr(os, "fork"):
         for index in indices:
             _emit(out, {"start": index})
@@ -129,20 +142,22 @@ def serve(seed, source, indices, timeout, out=sys.stdout):
         pending = rest + pending
 
 
-def _worker(seed, source, indices, timeout, results, env):
+def _worker(seed, source, indices, timeout, results, env, slot):
     """Parent side: run ``indices`` in worker processes until each has a result (restarting dead ones)."""
     pending = list(indices)
     try:
         while pending:
-            pending = _worker_process(seed, source, pending, timeout, results, env)
+            pending = _worker_process(seed, source, pending, timeout, results, env, slot)
     finally:
         for index in pending:
             results.put(_dead(index, seed, source, "fuzzer-error", "the runner stopped before this case"))
 
 
-def _worker_process(seed, source, pending, timeout, results, env):
-    """One worker process over ``pending``; returns the cases still without a result."""
-    cmd = [sys.executable, "-m", "fnnet.testing.fuzz", "--worker", "--seed", str(seed), "--timeout", str(timeout)]
+def _worker_process(seed, source, pending, timeout, results, env, slot):
+    """One worker process over ``pending``; returns the cases still without a result.  ``slot``: ``(index,
+    count)`` of this worker among all, which picks its warm-up order."""
+    cmd = [sys.executable, "-m", "fnnet.testing.fuzz", "--worker", "--seed", str(seed), "--timeout", str(timeout),
+           "--slot", f"{slot[0]}/{slot[1]}"]
     if source:
         cmd += ["--targets", source]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -182,7 +197,7 @@ def run(indices, seed=0, jobs=2, timeout=TIMEOUT, source=None, progress=None) ->
     indices, jobs = list(indices), max(1, jobs)
     results = queue.Queue()
     env = _worker_env(jobs)
-    threads = [threading.Thread(target=_worker, args=(seed, source, indices[j::jobs], timeout, results, env),
+    threads = [threading.Thread(target=_worker, args=(seed, source, indices[j::jobs], timeout, results, env, (j, jobs)),
                                 daemon=True) for j in range(jobs)]
     for t in threads:
         t.start()
