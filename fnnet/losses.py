@@ -89,8 +89,7 @@ def _check_labels(op, labels, n, num_classes):
         plain = recording.jit_index(labels)  # fnnet.jit's traced labels: checked now and on every replay
         if plain is None:
             raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
-        plain = _check_labels(op, plain, n, num_classes)
-        recording.revalidate(functools.partial(_check_labels, op, n=n, num_classes=num_classes), plain)
+        recording.check(functools.partial(_check_labels, op, n=n, num_classes=num_classes), plain)
         return plain
     if type(labels) is Batched:  # fnnet.vmap: example 0 as usual, then every example's labels as one array
         _check_labels(op, labels.value[0], n, num_classes)

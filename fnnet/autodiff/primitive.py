@@ -155,7 +155,7 @@ class Primitive:
                 is_half = True
             elif t is Batched:
                 is_batched = True
-        if tape is not None and tape.jit is not None or tape is None and recording._state.__dict__.get("recorder"):
+        if tape is not None and tape.jit is not None or tape is None and recording.current() is not None:
             return self._recorded_call(tape, args, params)
         if is_batched or tape is not None and tape.batch_size:  # under fnnet.vmap
             if tape is not None:

@@ -3,8 +3,6 @@ step that reruns the block eagerly on the replay's values, exactly as the eager 
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import tree
 from .recording import Recorder, _foreign
 from .tape import Tracer
@@ -48,8 +46,9 @@ def checkpoint_call(recorder: Recorder, prim, f, where: str, args, kwargs):
 
 
 def _is_float(o) -> bool:
-    v = o.value if type(o) is Tracer else o
-    return isinstance(v, np.ndarray) and v.dtype.type in (np.float16, np.float32, np.float64)
+    from .transforms import _is_float_array
+
+    return _is_float_array(o.value if type(o) is Tracer else o)
 
 
 class _Residuals:

@@ -13,8 +13,8 @@ Every computation on such values goes through one of four doors, and each door b
 - the backward walk of a ``grad`` tape (``recording_backward``): each VJP, unbroadcast and accumulation;
 - a *host step* (:func:`host_step`): a pure function of arrays outside the primitives, such as a random
   draw or an optimizer update, recorded whole;
-- a *check* (:func:`revalidate`): input validation that depends on values (label ranges), run again on
-  every replay so that a bad batch still raises instead of reaching a kernel.
+- a *check* (:func:`check`): validation that depends on values (label ranges, a finite loss), run again
+  on every replay so that a bad batch still raises instead of reaching a kernel or the update.
 
 A step is ``(fn, input slots, static keyword arguments, dynamic keyword slots, output slots)``.  Running
 the steps in order on new inputs calls the same functions on the same kinds of values as the eager run, so
@@ -24,6 +24,7 @@ would freeze a decision into the steps, so under a recorder it raises :class:`Co
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -34,7 +35,8 @@ from .. import tree
 from . import half
 from .tape import Tape, Tracer
 
-__all__ = ["Recorder", "ConcretizationError", "current", "host_step", "revalidate", "check", "suspended", "jit_index"]
+__all__ = ["Recorder", "ConcretizationError", "current", "using", "suspended", "host_step", "check", "jit_index",
+           "is_host_step"]
 
 _state = threading.local()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,17 +47,26 @@ def current():
     return getattr(_state, "recorder", None)
 
 
-class suspended:
-    """Run a step's function at trace time as the eager code would: no recorder in this thread meanwhile."""
+class using:
+    """Make ``recorder`` this thread's recorder for the block (None: no recorder, e.g. while a step's
+    function runs at trace time as the eager code would)."""
 
-    __slots__ = ("previous",)
+    __slots__ = ("recorder", "previous")
+
+    def __init__(self, recorder):
+        self.recorder = recorder
 
     def __enter__(self):
         self.previous = getattr(_state, "recorder", None)
-        _state.recorder = None
+        _state.recorder = self.recorder
 
     def __exit__(self, *exc):
         _state.recorder = self.previous
+
+
+def suspended() -> using:
+    """No recorder in this thread for the block."""
+    return using(None)
 
 
 class ConcretizationError(TypeError):
@@ -318,22 +329,9 @@ class _HostCall:
         return tuple(np.asarray(out_leaves[i]) for i in self.positions)
 
 
-class _Check:
-    """Step: a value check run again on each replay (no output)."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, *values):
-        self.fn(*values)
-
-
 def host_step(fn):
     """Decorate a pure function of arrays that is not a primitive (random draws, optimizer updates) so that
     ``fnnet.jit`` records each call as one step.  Outside a trace it costs one thread-local lookup."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -342,16 +340,13 @@ def host_step(fn):
             return fn(*args, **kwargs)
         return recorder.call_host(fn, args, kwargs)
 
+    wrapper.fnnet_host_step = True
     return wrapper
 
 
-def revalidate(check, *arrays) -> None:
-    """Under a trace, record ``check(*arrays)`` (already run once by the caller on the traced values) to run
-    again on every replay; the arrays are tracers or values handed out by :meth:`Recorder.unwrap`."""
-    recorder = getattr(_state, "recorder", None)
-    if recorder is None or not any(recorder.is_dynamic(a) for a in arrays):
-        return
-    recorder.step(_Check(check), [recorder.slot_of(a) for a in arrays], None)
+def is_host_step(fn) -> bool:
+    """True when ``fn`` was made by :func:`host_step`."""
+    return getattr(fn, "fnnet_host_step", False)
 
 
 def jit_index(x):
@@ -366,16 +361,16 @@ def jit_index(x):
 
 
 def check(fn, *args) -> None:
-    """Run ``fn(*args)``, a check that raises on bad values (e.g. a non-finite loss), on the values of
-    ``args`` (trees of arrays); under a trace, record it to run again, in this place, on every replay."""
+    """Run ``fn(*args)``, a check that raises on bad values (a label out of range, a non-finite loss), on
+    the values of ``args`` (trees of arrays); under a trace, also record it to run again, in this place,
+    on every replay."""
     recorder = getattr(_state, "recorder", None)
     if recorder is None:
         fn(*args)
         return
     leaves, treedef = tree.flatten((args, {}))
-    dynamic = [i for i, leaf in enumerate(leaves) if recorder.is_dynamic(leaf)]
+    dynamic = tuple(i for i, leaf in enumerate(leaves) if recorder.is_dynamic(leaf))
     values = [leaf.value if type(leaf) is Tracer else leaf for leaf in leaves]
     recorder.run(fn, tree.unflatten(treedef, values)[0])
     if dynamic:
-        call = _HostCall(fn, treedef, values, tuple(dynamic), ())
-        recorder.step(_Check(lambda *v: call(*v)), [recorder.slot_of(leaves[i]) for i in dynamic], None)
+        recorder.step(_HostCall(fn, treedef, values, dynamic, ()), [recorder.slot_of(leaves[i]) for i in dynamic], None)

@@ -111,12 +111,10 @@ class Jitted:
         for i in range(len(args)):
             call_args.append(args[i] if i in self.static_argnums else next(it))
         call_kwargs = {k: (kwargs[k] if k in self.static_argnames else dyn_kwargs[k]) for k in kwargs}
-        previous = recording._state.__dict__.get("recorder")
-        recording._state.recorder = recorder
         try:
-            out = self.fn(*call_args, **call_kwargs)
+            with recording.using(recorder):
+                out = self.fn(*call_args, **call_kwargs)
         finally:
-            recording._state.recorder = previous
             recorder.root.active = False
         out_leaves, out_def = tree.flatten(out)
         for leaf in out_leaves:

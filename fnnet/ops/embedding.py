@@ -69,9 +69,7 @@ def embedding(indices, table, *, padding_idx=None):
     table = check_float(op, "table", table)
     check_ndim(op, "table", table, 2, "(num_embeddings, features)")
     num = value(table).shape[0]
-    _check_rows(op, indices, num)
-    if traced is not None:
-        recording.revalidate(functools.partial(_check_rows, op, num=num), indices)
+    recording.check(functools.partial(_check_rows, op, num=num), indices)  # and on every jit replay
     return _embedding(indices, table, padding_idx=_padding_row(op, padding_idx, num))
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import tree
 from . import donation
-from ..autodiff.recording import host_step
+from ..autodiff.recording import host_step, is_host_step
 
 __all__ = ["GradientTransformation", "EmptyState", "apply_updates"]
 
@@ -100,7 +100,7 @@ class GradientTransformation(_TransformationRecord):
 
 
 def _recorded(fn):
-    return fn if hasattr(fn, "__wrapped__") else host_step(fn)
+    return fn if is_host_step(fn) else host_step(fn)
 
 
 class EmptyState(NamedTuple):
