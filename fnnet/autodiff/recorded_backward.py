@@ -12,7 +12,7 @@ import numpy as np
 
 from .primitive import Primitive
 from .recording import Recorder
-from .tape import Tape, Tracer, unbroadcast
+from .tape import Tape, Tracer, missing_vjp, pop_all, unbroadcast
 
 __all__ = ["backward", "leaf_gradient"]
 
@@ -24,7 +24,7 @@ def backward(recorder: Recorder, tape: Tape, seeds: dict, keep: bool) -> dict:
     values = dict(seeds)
     owned = set()
     entries = tape.entries
-    order = reversed(entries) if keep else _pop_all(entries)
+    order = reversed(entries) if keep else pop_all(entries)
     for prim, residuals, params, parents, shapes, out, nbytes in order:
         single = type(out) is int
         if single:
@@ -38,7 +38,7 @@ def backward(recorder: Recorder, tape: Tape, seeds: dict, keep: bool) -> dict:
         g = values.pop(out) if single else tuple(values.pop(o, None) for o in out)
         res_slot, static, dynamic = recorder.entries[(id(tape), out if single else out[0])]
         present = None if single else tuple(s is not None for s in g_slots)
-        fn = _VJP(prim, static, parents, present)
+        fn = _VJP(prim, parents, present)
         grads = recorder.run(fn, (residuals, *((g,) if single else (x for x in g if x is not None))), dict(params))
         if not keep:
             tape.residual_bytes -= nbytes
@@ -52,10 +52,7 @@ def backward(recorder: Recorder, tape: Tape, seeds: dict, keep: bool) -> dict:
                 continue
             gi, gi_slot = grads[i], outs[i]
             if gi is None:
-                raise NotImplementedError(
-                    f"no VJP for {prim.name!r} w.r.t. argument {i} ({prim.argname(i)!r}); "
-                    f"register one with {prim.name}.defvjp(...) or pass this argument through fnnet.stop_gradient"
-                )
+                raise missing_vjp(prim, i)
             if gi.shape != shapes[i]:
                 gi, gi_slot = _apply(recorder, _Unbroadcast(shapes[i]), gi, gi_slot)
             previous = values.get(node)
@@ -95,18 +92,13 @@ def _apply(recorder, fn, *operands, out=None):
     return result, slot
 
 
-def _pop_all(entries):
-    while entries:
-        yield entries.pop()
-
-
 class _VJP:
     """Step: one tape entry's VJP (``present`` marks which outputs of a multi-output entry have a cotangent)."""
 
-    __slots__ = ("prim", "static", "parents", "present", "needs")
+    __slots__ = ("prim", "parents", "present", "needs")
 
-    def __init__(self, prim, static, parents, present):
-        self.prim, self.static, self.parents, self.present = prim, static, parents, present
+    def __init__(self, prim, parents, present):
+        self.prim, self.parents, self.present = prim, parents, present
         # Once checked (by the trace's own call), a plain primitive's rule is called directly.
         self.needs = tuple(p >= 0 for p in parents) if getattr(prim, "input_mask", False) else None
 

@@ -80,7 +80,7 @@ class Tape:
         cotangents = dict(seeds)
         owned = set()  # nodes whose cotangent array we allocated, so it may be updated in place
         entries = self.entries
-        order = reversed(entries) if keep else _pop_all(entries)
+        order = reversed(entries) if keep else pop_all(entries)
         if on_final is not None:
             order = _notify_final(order, _first_uses(entries, watch), cotangents, on_final)
         for prim, residuals, params, parents, shapes, out, nbytes in order:
@@ -102,11 +102,7 @@ class Tape:
                     continue
                 gi = grads[i]
                 if gi is None:
-                    raise NotImplementedError(
-                        f"no VJP for {prim.name!r} w.r.t. argument {i} ({prim.argname(i)!r}); "
-                        f"register one with {prim.name}.defvjp(...) or pass this argument through "
-                        "fnnet.stop_gradient"
-                    )
+                    raise missing_vjp(prim, i)
                 if gi.shape != shapes[i]:
                     gi = unbroadcast(gi, shapes[i])
                 previous = cotangents.get(node)
@@ -120,7 +116,16 @@ class Tape:
         return cotangents
 
 
-def _pop_all(entries):
+def missing_vjp(prim, i) -> NotImplementedError:
+    """The error for a VJP that returned no cotangent for a traced argument ``i``."""
+    return NotImplementedError(
+        f"no VJP for {prim.name!r} w.r.t. argument {i} ({prim.argname(i)!r}); register one with "
+        f"{prim.name}.defvjp(...) or pass this argument through fnnet.stop_gradient"
+    )
+
+
+def pop_all(entries):
+    """The entries, last first, each removed from the list as it is reached (so its residuals can go)."""
     while entries:
         yield entries.pop()
 
