@@ -18,7 +18,7 @@ ALLOWED = {
     "layers": {"ops", "init", "random", "tree"},
     "losses": {"ops", "kernels", "autodiff", "tree"},
     "optim": {"kernels", "tree", "autodiff"},  # autodiff.recording only: updates are recorded by fnnet.jit
-    "jit": {"autodiff", "tree"},
+    "jit": {"autodiff", "tree", "kernels"},  # kernels._jit only: the thread count a replay runs with
     "testing": {"tree", "autodiff", "random", "ops", "losses", "layers"},  # docs/design.md: everything below
     "io": {"tree", "layers", "optim"},
     "datasets": {"random"},

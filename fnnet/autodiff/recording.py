@@ -191,12 +191,28 @@ class Recorder:
         out_leaves = [np.asarray(o) if isinstance(o, np.generic) else o for o in out_leaves]  # 0-d results too
         positions = tuple(i for i, o in enumerate(out_leaves) if isinstance(o, np.ndarray))
         slots = tuple(self.new_slot(out_leaves[i]) for i in positions)
-        self.step(_HostCall(fn, treedef, values, tuple(dynamic), positions), [self.slot_of(leaves[i]) for i in dynamic],
-                  slots)
+        step = self._specialized(fn, call_args, call_kwargs, values, tuple(dynamic), [out_leaves[i] for i in positions])
+        if step is None:
+            step = _HostCall(fn, treedef, values, tuple(dynamic), positions)
+        self.step(step, [self.slot_of(leaves[i]) for i in dynamic], slots)
         wrapped = list(out_leaves)
         for i, slot in zip(positions, slots):
             wrapped[i] = Tracer(out_leaves[i], self.root, slot)
         return tree.unflatten(out_def, wrapped)
+
+    def _specialized(self, fn, args, kwargs, values, dynamic, outputs):
+        """The step of a host function that offers a flat specialisation (``fn.fnnet_specialize(*args,
+        **kwargs) -> fast(leaves) -> array outputs``, or None), when it gives bitwise the trace's outputs."""
+        specialize = getattr(fn, "fnnet_specialize", None)
+        fast = None if specialize is None else self.run(specialize, args, kwargs)
+        if fast is None:
+            return None
+        with suspended():
+            again = fast(list(values))
+        same = len(again) == len(outputs) and all(
+            type(a) is np.ndarray and a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+            for a, b in zip(again, outputs))
+        return _FlatHostCall(fast, values, dynamic) if same else None
 
     def call_primitive(self, prim, args, params):
         """``prim(*args, **params)`` with traced arguments: run it now and record it (under ``grad`` also
@@ -327,6 +343,22 @@ class _HostCall:
         args, kwargs = tree.unflatten(self.treedef, leaves)
         out_leaves = tree.leaves(self.fn(*args, **kwargs))
         return tuple(np.asarray(out_leaves[i]) for i in self.positions)
+
+
+class _FlatHostCall:
+    """Step: a host function's flat specialisation on the call's leaves with the dynamic ones replaced."""
+
+    __slots__ = ("fast", "leaves", "dynamic")
+
+    def __init__(self, fast, leaves, dynamic):
+        self.fast, self.dynamic = fast, dynamic
+        self.leaves = [None if i in dynamic else v for i, v in enumerate(leaves)]
+
+    def __call__(self, *values):
+        leaves = list(self.leaves)
+        for i, v in zip(self.dynamic, values):
+            leaves[i] = v
+        return tuple(self.fast(leaves))
 
 
 def host_step(fn):

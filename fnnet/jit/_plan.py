@@ -5,15 +5,27 @@ per step (``v12 = f3(v4, v9, key=v2)``), with a ``del`` right after each value's
 holds what the eager run held and no more (residuals go as soon as their VJP has run).  Steps whose
 outputs nothing needs are dropped (the functions are pure); checks always run.  Generating source instead
 of looping over a step list removes the per-step interpretation cost: what is left is the call itself.
+
+Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a
+64-wide MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing,
+while a convolution wants every core.  The first :data:`TRIAL_REPLAYS` replays alternate between the
+calling thread's count and one thread, then the faster (median) is kept.  Results do not depend on the
+count: every kernel's chunking is fixed (docs/design.md, "Determinism").
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..autodiff import Tracer
+from ..kernels._jit import swap_threads
 
-__all__ = ["Plan"]
+__all__ = ["Plan", "TRIAL_REPLAYS"]
+
+#: Replays a plan spends measuring its thread count (half with the caller's count, half with one thread).
+TRIAL_REPLAYS = 8
 
 
 class Plan:
@@ -24,6 +36,8 @@ class Plan:
         num_recorded: steps the trace recorded.
         trace_seconds: time the trace took (the first call).
         source: the generated Python source (for inspection).
+        threads: the thread count its kernels run with: None while still measuring, 0 for the calling
+            thread's own count, or 1.
     """
 
     def __init__(self, recorder, input_slots, out_leaves, out_def, trace_seconds):
@@ -46,11 +60,48 @@ class Plan:
         self._replay = namespace["replay"]
         self._outputs = outputs
         self._consts_out = consts_out
+        self.threads = None
+        self._trials = ([], [])  # replay seconds with the caller's count, with one thread
 
     def run(self, leaves):
         """The outputs' leaves for the inputs' ``leaves`` (as flattened by the trace)."""
-        results = self._replay(*leaves)
+        threads = self.threads
+        if threads == 0:
+            results = self._replay(*leaves)
+        elif threads is None:
+            results = self._trial(leaves)
+        else:
+            previous = swap_threads(threads)
+            try:
+                results = self._replay(*leaves)
+            finally:
+                swap_threads(previous)
         return [r if s >= 0 else c for r, s, c in zip(results, self._outputs, self._consts_out)]
+
+    def _trial(self, leaves):
+        """One measured replay of the thread-count trial; settles ``threads`` once both counts have run
+        ``TRIAL_REPLAYS / 2`` times (concurrent callers may add a sample or two: harmless)."""
+        own, single = self._trials
+        one = len(single) < len(own)
+        previous = swap_threads(1) if one else 0
+        start = time.perf_counter()
+        try:
+            results = self._replay(*leaves)
+        finally:
+            if one:
+                swap_threads(previous)
+        (single if one else own).append(time.perf_counter() - start)
+        if len(single) >= TRIAL_REPLAYS // 2 and self.threads is None:
+            self.threads = 1 if np.median(single) < np.median(own) else 0
+        elif len(own) == 1 and not single and _caller_threads() == 1:
+            self.threads = 0  # the caller already runs one thread: nothing to choose
+        return results
+
+
+def _caller_threads() -> int:
+    previous = swap_threads(1)
+    swap_threads(previous)
+    return previous
 
 
 def _step_slots(step):

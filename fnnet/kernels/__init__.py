@@ -1,6 +1,6 @@
 """Numba kernels, one file per family.  Kernels assume validated, C-contiguous inputs (see ``_jit``)."""
 
-from ._jit import CACHE_ENABLED, THREADING_LAYER, kernel, share_threads  # noqa: F401  (configures threading first)
+from ._jit import CACHE_ENABLED, THREADING_LAYER, kernel, share_threads, swap_threads  # noqa: F401  (configures threading first)
 from .arithmetic import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403

@@ -35,7 +35,7 @@ import tempfile
 
 import numba
 
-__all__ = ["kernel", "helper", "share_threads", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
+__all__ = ["kernel", "helper", "share_threads", "swap_threads", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
 
 
 def _preload_tbb() -> bool:
@@ -267,6 +267,33 @@ def share_threads(python_threads: int) -> int:
     count = max(1, numba.config.NUMBA_NUM_THREADS // max(1, python_threads))
     numba.set_num_threads(count)
     return count
+
+
+def _thread_count_functions():
+    """``(get, set)`` of the calling thread's kernel thread count: the threading layer's own entry points
+    (0.2-1 us a call) when Numba exposes them, else the public functions (2-3 us: they validate and lock)."""
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        return parallel._get_num_threads, parallel._set_num_threads
+    except (ImportError, AttributeError):
+        return numba.get_num_threads, numba.set_num_threads
+
+
+def swap_threads(n: int) -> int:
+    """Let kernels launched from the calling thread use ``n`` threads (1..NUMBA_NUM_THREADS); returns the
+    previous count.  Cheap enough for a replayed step to switch per call; results never depend on the
+    count (every kernel's chunking is fixed)."""
+    global _get_threads, _set_threads
+    if _get_threads is None:
+        _get_threads, _set_threads = _thread_count_functions()
+    previous = _get_threads()
+    _set_threads(n)
+    return previous
+
+
+_get_threads = _set_threads = None
 
 
 #: Numba's parallel transformations limited to the explicit ``prange`` loops (and their reductions).  The

@@ -37,10 +37,10 @@ import numpy as np
 from ..kernels import optim as K
 from .. import tree
 from .base import (
-    GradientTransformation, cast, check_hyper, check_learning_rate, check_mask_argument, check_state, count_init,
-    count_next, decay_rates, flat, float_leaves, learning_rate_at, matching_leaves,
+    GradientTransformation, cast, check_hyper, check_learning_rate, check_mask_argument, count_init, decay_rates,
+    flat, float_leaves, learning_rate_at,
 )
-from .donation import LeafOutputs
+from .fused import fused_transformation
 from .transforms import (
     add_weight_decay, chain, scale_by_adagrad, scale_by_adam, scale_by_learning_rate, scale_by_momentum,
     scale_by_rms,
@@ -111,36 +111,6 @@ def _zeros(where, params, value=0.0):
     return tree.unflatten(treedef, [np.full(x.shape, value, x.dtype) for x in leaves])
 
 
-def _leaves(where, grads, params, need_params, **buffers):
-    """Validate ``grads`` and, against it, ``params`` (when needed) and each buffer tree (None skipped).
-
-    Returns ``(treedef, grad_leaves, param_leaves_or_grad_leaves, {name: leaves or None})``.
-    """
-    g_leaves, treedef = float_leaves(where, "grads", grads)
-    if need_params:
-        if params is None:
-            raise ValueError(f"{where}: weight decay needs the current params: call update(grads, opt_state, params)")
-        p_leaves = matching_leaves(where, "params", params, treedef, g_leaves)
-    else:
-        p_leaves = g_leaves  # never read by the kernels when weight_decay == 0
-    out = {name: (None if t is None else matching_leaves(where, f"opt_state.{name}", t, treedef, g_leaves))
-           for name, t in buffers.items()}
-    return treedef, g_leaves, p_leaves, out
-
-
-def _fused(where, init, leaf_pass) -> GradientTransformation:
-    """The transformation of a fused optimizer whose one pass over the leaves is
-    ``leaf_pass(where, grads, state, params, apply, donate) -> (updates or new params, new state)``."""
-
-    def update(grads, state, params=None):
-        return leaf_pass(where, grads, state, params, False, False)
-
-    def fused_step(grads, state, params, donate):
-        return leaf_pass(f"{where}.update_and_apply", grads, state, params, True, donate)
-
-    return GradientTransformation(init, update, fused_step)
-
-
 # ------------------------------------------------------------------------------------------ optimizers
 
 
@@ -191,23 +161,19 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False, weight_dec
     def init(params):
         return SgdState(count_init(), _zeros(where, params) if momentum else None)
 
-    def leaf_pass(where, grads, state, params, apply, donate):
-        check_state(where, state, SgdState)
-        treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0 or apply,
-                                        momentum_buffer=state.momentum_buffer if momentum else None)
-        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
-        lr = learning_rate_at(where, learning_rate, state.count)
+    def kernels(where, count, gs, ps, bufs, outs, extra):
+        lr = learning_rate_at(where, learning_rate, count)
         for i, (g, p) in enumerate(zip(gs, ps)):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
             if momentum:
                 K.momentum_step(flat(g), flat(p), flat(bufs["momentum_buffer"][i]), outs(i, "out"),
-                                outs(i, "momentum_buffer"), c(-lr), c(momentum), c(weight_decay), nesterov, apply)
+                                outs(i, "momentum_buffer"), c(-lr), c(momentum), c(weight_decay), nesterov,
+                                outs.apply)
             else:
-                K.scale_and_decay_step(flat(g), flat(p), outs(i, "out"), c(-lr), c(weight_decay), apply)
-        trees = outs.trees()
-        return trees["out"], SgdState(count_next(state.count), trees.get("momentum_buffer"))
+                K.scale_and_decay_step(flat(g), flat(p), outs(i, "out"), c(-lr), c(weight_decay), outs.apply)
 
-    return _fused(where, init, leaf_pass)
+    return fused_transformation(where, init, SgdState, {"momentum_buffer": bool(momentum)}, kernels,
+                                decay_reads_params=weight_decay != 0)
 
 
 def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused, mask=None):
@@ -224,22 +190,20 @@ def _adam(where, learning_rate, b1, b2, eps, weight_decay, fused, mask=None):
     def init(params):
         return AdamState(count_init(), _zeros(where, params), _zeros(where, params))
 
-    def leaf_pass(where, grads, state, params, apply, donate):
-        check_state(where, state, AdamState)
-        treedef, gs, ps, bufs = _leaves(where, grads, params, weight_decay != 0 or apply, mu=state.mu, nu=state.nu)
-        rates = decay_rates(where, weight_decay, mask, params, treedef)  # 0 for masked-out leaves: same kernel
-        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
-        lr = learning_rate_at(where, learning_rate, state.count)
-        t = int(state.count) + 1
+    def kernels(where, count, gs, ps, bufs, outs, rates):
+        lr = learning_rate_at(where, learning_rate, count)
+        t = int(count) + 1
         bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
         for i, (g, p, m, v, wd) in enumerate(zip(gs, ps, bufs["mu"], bufs["nu"], rates)):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
             K.adam_step(flat(g), flat(p), flat(m), flat(v), outs(i, "out"), outs(i, "mu"), outs(i, "nu"), c(-lr),
-                        c(b1), c(b2), c(eps), c(bc1), c(bc2), c(wd), apply)
-        trees = outs.trees()
-        return trees["out"], AdamState(count_next(state.count), trees["mu"], trees["nu"])
+                        c(b1), c(b2), c(eps), c(bc1), c(bc2), c(wd), outs.apply)
 
-    return _fused(where, init, leaf_pass)
+    def prepare(where, params, treedef):  # 0 for masked-out leaves: the same kernel skips the decay
+        return decay_rates(where, weight_decay, mask, params, treedef)
+
+    return fused_transformation(where, init, AdamState, {"mu": True, "nu": True}, kernels,
+                                decay_reads_params=weight_decay != 0, prepare=prepare)
 
 
 def adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, fused: bool = True
@@ -332,13 +296,8 @@ def rmsprop(learning_rate, alpha: float = 0.99, eps: float = 1e-8, momentum: flo
         return RmspropState(count_init(), _zeros(where, params), _zeros(where, params) if use_momentum else None,
                             _zeros(where, params) if centered else None)
 
-    def leaf_pass(where, grads, state, params, apply, donate):
-        check_state(where, state, RmspropState)
-        treedef, gs, ps, bufs = _leaves(where, grads, params, apply, square_avg=state.square_avg,
-                                        momentum_buffer=state.momentum_buffer if use_momentum else None,
-                                        grad_avg=state.grad_avg if centered else None)
-        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
-        lr = learning_rate_at(where, learning_rate, state.count)
+    def kernels(where, count, gs, ps, bufs, outs, extra):
+        lr = learning_rate_at(where, learning_rate, count)
         for i, (g, p) in enumerate(zip(gs, ps)):
             c = lambda x: cast(x, g.dtype)  # noqa: E731
             unused = np.empty(0, g.dtype)  # the kernel neither reads nor writes a buffer that is off
@@ -346,12 +305,10 @@ def rmsprop(learning_rate, alpha: float = 0.99, eps: float = 1e-8, momentum: flo
             avg, new_avg = (bufs["grad_avg"][i], outs(i, "grad_avg")) if centered else (g, unused)
             K.rmsprop_step(flat(g), flat(p), flat(bufs["square_avg"][i]), flat(buf), flat(avg), outs(i, "out"),
                            outs(i, "square_avg"), new_buf, new_avg, c(-lr), c(alpha), c(eps), c(momentum),
-                           use_momentum, centered, apply)
-        trees = outs.trees()
-        return trees["out"], RmspropState(count_next(state.count), trees["square_avg"], trees.get("momentum_buffer"),
-                                          trees.get("grad_avg"))
+                           use_momentum, centered, outs.apply)
 
-    return _fused(where, init, leaf_pass)
+    fields = {"square_avg": True, "momentum_buffer": use_momentum, "grad_avg": centered}
+    return fused_transformation(where, init, RmspropState, fields, kernels)
 
 
 def adagrad(learning_rate, initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, fused: bool = True
@@ -381,15 +338,10 @@ def adagrad(learning_rate, initial_accumulator_value: float = 0.0, eps: float = 
     def init(params):
         return AdagradState(count_init(), _zeros(where, params, initial_accumulator_value))
 
-    def leaf_pass(where, grads, state, params, apply, donate):
-        check_state(where, state, AdagradState)
-        treedef, gs, ps, bufs = _leaves(where, grads, params, apply, sum_of_squares=state.sum_of_squares)
-        outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=donate)
-        lr = learning_rate_at(where, learning_rate, state.count)
+    def kernels(where, count, gs, ps, bufs, outs, extra):
+        lr = learning_rate_at(where, learning_rate, count)
         for i, (g, p, a) in enumerate(zip(gs, ps, bufs["sum_of_squares"])):
             K.adagrad_step(flat(g), flat(p), flat(a), outs(i, "out"), outs(i, "sum_of_squares"), cast(-lr, g.dtype),
-                           cast(eps, g.dtype), apply)
-        trees = outs.trees()
-        return trees["out"], AdagradState(count_next(state.count), trees["sum_of_squares"])
+                           cast(eps, g.dtype), outs.apply)
 
-    return _fused(where, init, leaf_pass)
+    return fused_transformation(where, init, AdagradState, {"sum_of_squares": True}, kernels)

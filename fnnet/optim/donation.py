@@ -128,7 +128,7 @@ class LeafOutputs:
     """
 
     def __init__(self, where, treedef, grads, params, buffers, *, apply: bool, donate: bool):
-        self.treedef, self.donate = treedef, donate
+        self.treedef, self.donate, self.apply = treedef, donate, apply
         self.sources = {"out": params if apply else grads}
         self.sources.update((name, leaves) for name, leaves in buffers.items() if leaves is not None)
         if donate:

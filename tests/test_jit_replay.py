@@ -1,0 +1,119 @@
+"""How fnnet.jit replays: optimizer updates as flat per-leaf steps, and the thread count a plan settles on.
+
+Both are speed choices; these tests pin that they change no bits.
+"""
+
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet import layers as L
+from fnnet import optim
+from fnnet.autodiff.recording import _FlatHostCall, _HostCall
+from fnnet.jit._plan import TRIAL_REPLAYS
+
+RNG = np.random.default_rng(3)
+MODEL = L.Sequential([L.Linear(16), L.ReLU(), L.Linear(5)])
+PARAMS = MODEL.init(fnnet.random.key(0), (8, 12))
+
+
+def _loss(p, x, y):
+    return fnnet.losses.softmax_cross_entropy(MODEL.apply(p, x), y)
+
+
+def _batches(n):
+    return [(RNG.standard_normal((8, 12)).astype(np.float32), RNG.integers(0, 5, 8)) for _ in range(n)]
+
+
+def _bits(t):
+    return [(np.asarray(x).dtype, np.asarray(x).shape, np.asarray(x).tobytes()) for x in fnnet.tree.leaves(t)]
+
+
+def _host_steps(jitted):
+    (plan,) = jitted.plans()
+    fns = plan._replay.__globals__
+    return [fns[k] for k in fns if k[0] == "f" and k[1:].isdigit() and isinstance(fns[k], (_FlatHostCall, _HostCall))]
+
+
+OPTIMIZERS = {
+    "sgd": lambda: optim.sgd(0.1),
+    "sgd_decay_schedule": lambda: optim.sgd(optim.schedules.cosine_decay(0.1, 5), weight_decay=0.01),
+    "sgd_nesterov": lambda: optim.sgd(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda: optim.adam(1e-2),
+    "adamw_masked": lambda: optim.adamw(1e-2, weight_decay=0.1, mask=L.decay_mask(MODEL, PARAMS)),
+    "rmsprop_centered": lambda: optim.rmsprop(1e-2, momentum=0.5, centered=True),
+    "rmsprop": lambda: optim.rmsprop(1e-2),
+    "adagrad": lambda: optim.adagrad(0.1, initial_accumulator_value=0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("fused_step", [True, False], ids=["update_and_apply", "update"])
+def test_fused_optimizers_replay_as_flat_steps_bitwise_eager(name, fused_step):
+    opt = OPTIMIZERS[name]()
+    grad_fn = fnnet.grad(_loss)
+
+    def step(p, s, x, y):
+        g = grad_fn(p, x, y)
+        if fused_step:
+            return opt.update_and_apply(g, s, p)
+        u, s = opt.update(g, s, p)
+        return optim.apply_updates(p, u), s
+
+    jitted = fnnet.jit(step)
+    e = j = (PARAMS, opt.init(PARAMS))
+    for x, y in _batches(6):
+        e = step(*e, x, y)
+        j = jitted(*j, x, y)
+        assert _bits(e) == _bits(j)
+    optimizer_steps = [s for s in _host_steps(jitted) if isinstance(s, _FlatHostCall)]
+    assert len(optimizer_steps) == 1  # the update ran as its flat specialisation, not the tree-level call
+
+
+def test_donating_update_is_recorded_whole_and_stays_bitwise():
+    opt = optim.adam(1e-2)
+    grad_fn = fnnet.grad(_loss)
+
+    def step(p, s, x, y):
+        return opt.update_and_apply(grad_fn(p, x, y), s, p, donate=True)
+
+    jitted = fnnet.jit(step)
+    copy = lambda t: fnnet.tree.map(np.copy, t)  # noqa: E731
+    e, j = (copy(PARAMS), opt.init(PARAMS)), (copy(PARAMS), opt.init(PARAMS))
+    for x, y in _batches(4):
+        e = step(*e, x, y)
+        j = jitted(*j, x, y)
+        assert _bits(e) == _bits(j)
+    assert not any(isinstance(s, _FlatHostCall) for s in _host_steps(jitted))
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_the_thread_count_of_a_plan_changes_no_bits(threads):
+    model = L.Sequential([L.Conv2D(4, 3, padding=1), L.ReLU(), L.Flatten(), L.Linear(3)])
+    params = model.init(fnnet.random.key(2), (6, 1, 8, 8))
+    opt = optim.sgd(0.05, momentum=0.9)
+    grad_fn = fnnet.grad(lambda p, x, y: fnnet.losses.softmax_cross_entropy(model.apply(p, x), y))
+    step = lambda p, s, x, y: opt.update_and_apply(grad_fn(p, x, y), s, p)  # noqa: E731
+    jitted = fnnet.jit(step)
+    e = j = (params, opt.init(params))
+    for i in range(TRIAL_REPLAYS + 4):
+        x, y = RNG.standard_normal((6, 1, 8, 8)).astype(np.float32), RNG.integers(0, 3, 6)
+        if i == 2:
+            (plan,) = jitted.plans()
+            plan.threads = threads  # settle it now, either way
+        e = step(*e, x, y)
+        j = jitted(*j, x, y)
+        assert _bits(e) == _bits(j)
+
+
+def test_a_plan_settles_its_thread_count_after_the_trial_replays():
+    opt = optim.sgd(0.1)
+    jitted = fnnet.jit(lambda p, s, x, y: opt.update_and_apply(fnnet.grad(_loss)(p, x, y), s, p))
+    carry = (PARAMS, opt.init(PARAMS))
+    for x, y in _batches(TRIAL_REPLAYS + 1):  # the first call traces
+        (plan,) = jitted.plans() or (None,)
+        assert plan is None or plan.threads is None
+        carry = jitted(*carry, x, y)
+    (plan,) = jitted.plans()
+    assert plan.threads in (0, 1)
+    assert len(plan._trials[0]) + len(plan._trials[1]) == TRIAL_REPLAYS
