@@ -89,7 +89,9 @@ def _check_labels(op, labels, n, num_classes):
         plain = recording.jit_index(labels)  # fnnet.jit's traced labels: checked now and on every replay
         if plain is None:
             raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
-        recording.check(functools.partial(_check_labels, op, n=n, num_classes=num_classes), plain)
+        _check_labels(op, plain, n, num_classes)
+        # dtype and shape are fixed by the plan's signature: a replay needs only the range checked again
+        recording.check(functools.partial(_check_label_range, op, num_classes), plain)
         return plain
     if type(labels) is Batched:  # fnnet.vmap: example 0 as usual, then every example's labels as one array
         _check_labels(op, labels.value[0], n, num_classes)
@@ -104,14 +106,20 @@ def _check_labels(op, labels, n, num_classes):
         )
     if labels.shape != (n,):
         raise ValueError(f"{op}: labels expected shape ({n},) (one class index per row of logits), got {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-        i = int(bad[0])
-        raise IndexError(
-            f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "
-            f"in 0..{num_classes - 1}"
-        )
+    _check_label_range(op, num_classes, labels)
     return labels
+
+
+def _check_label_range(op, num_classes, labels):
+    """IndexError naming the first label outside ``[0, num_classes)`` (an int32/int64 vector)."""
+    if labels.size:
+        lo, hi = K.index_range(labels)
+        if lo < 0 or hi >= num_classes:
+            i = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+            raise IndexError(
+                f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "
+                f"in 0..{num_classes - 1}"
+            )
 
 
 def softmax_cross_entropy(logits, labels, reduction="mean"):

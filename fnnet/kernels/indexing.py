@@ -13,9 +13,22 @@ from numba import prange
 
 from ._jit import kernel
 
-__all__ = ["scatter_add_rows"]
+__all__ = ["scatter_add_rows", "index_range"]
 
 ROW_BLOCK = 256
+
+
+@kernel(parallel=False)
+def index_range(index):
+    """``(smallest, largest)`` of a non-empty integer array, in one serial pass (the range checks of
+    labels and indices run on every call, so they must cost less than NumPy's two reductions)."""
+    lo = hi = index.flat[0]
+    for v in index.flat:
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return lo, hi
 
 
 @kernel

@@ -76,7 +76,7 @@ def embedding(indices, table, *, padding_idx=None):
 def _check_rows(op, indices, num):
     """IndexError naming the first index outside ``[0, num)``."""
     if indices.size:
-        lo, hi = indices.min(), indices.max()
+        lo, hi = K.index_range(indices)
         if lo < 0 or hi >= num:
             bad = (indices < 0) | (indices >= num)
             pos = tuple(int(p) for p in np.argwhere(bad)[0])
