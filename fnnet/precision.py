@@ -46,6 +46,9 @@ import numpy as np
 
 from . import ops, optim, tree
 from .autodiff import Tracer, half, primitive, value_and_grad
+from .autodiff.recording import host_step
+from .jit import jit as jit_function
+from .kernels import half as half_kernels
 from .train import accuracy
 
 __all__ = ["Policy", "DynamicLossScale", "MixedPrecisionState", "MixedPrecisionTrainStep", "cast",
@@ -248,11 +251,18 @@ class MixedPrecisionState(NamedTuple):
 
 class MixedPrecisionTrainStep:
     """``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)`` in mixed
-    precision; ``step.init(params)`` builds the ``opt_state``.  See :func:`make_mixed_precision_train_step`."""
+    precision; ``step.init(params)`` builds the ``opt_state``.  See :func:`make_mixed_precision_train_step`.
 
-    def __init__(self, model, loss_fn, optimizer, policy, loss_scale):
+    A call runs in two parts around one decision on the host.  The first, under :func:`fnnet.jit` unless
+    ``jit=False``, casts, runs the forward and backward on the scaled loss and returns the loss, the
+    outputs, the gradients cast to ``param_dtype`` and unscaled, and whether all of them are finite (one
+    fused pass per float16 gradient).  The loss scale enters it as an array, so a new scale does not trace
+    again.  Then, when the loss and gradients are finite, the optimizer's fused ``update_and_apply``.
+    The results are bitwise those of the eager sequence the module docstring describes."""
+
+    def __init__(self, model, loss_fn, optimizer, policy, loss_scale, jit=True, donate=False):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        self.policy, self.loss_scale = policy, loss_scale
+        self.policy, self.loss_scale, self.donate = policy, loss_scale, donate
 
         def objective(params, state, x, y, key, scale):
             if model.has_state:
@@ -261,9 +271,18 @@ class MixedPrecisionTrainStep:
                 out, new_state = model.apply(params, x, key=key, train=True), state
             out = policy.cast_to_output(out)
             loss = loss_fn(out, y)
-            return scale.scale(loss), (loss, new_state, out)
+            return ops.multiply(loss, cast(scale, _dtype_of(loss))), (loss, new_state, out)
 
-        self._loss_and_grad = value_and_grad(objective, has_aux=True)
+        loss_and_grad = value_and_grad(objective, has_aux=True)
+
+        def gradients(params, state, x, y, key, scale, inverse_scale):
+            (_, (loss, new_state, out)), grads = loss_and_grad(
+                policy.cast_to_compute(params), policy.cast_to_compute(state), policy.cast_to_compute(x),
+                policy.cast_to_output(y), key, scale)
+            grads, finite = _unscaled_gradients(grads, inverse_scale, policy.param_dtype)
+            return loss, policy.cast_to_param(new_state), out, grads, finite
+
+        self._gradients = jit_function(gradients) if jit else gradients
 
     def init(self, params) -> MixedPrecisionState:
         """``MixedPrecisionState(optimizer.init(params), loss_scale)`` for float32 (``param_dtype``) params."""
@@ -273,25 +292,49 @@ class MixedPrecisionTrainStep:
         if not isinstance(opt_state, MixedPrecisionState):
             raise TypeError("MixedPrecisionTrainStep: opt_state must be a MixedPrecisionState; create it with "
                             f"step.init(params), got {type(opt_state).__name__}")
-        policy, scale = self.policy, opt_state.loss_scale
-        (_, (loss, new_state, out)), grads = self._loss_and_grad(
-            policy.cast_to_compute(params), policy.cast_to_compute(state), policy.cast_to_compute(x),
-            policy.cast_to_output(y), key, scale)
-        grads = scale.unscale(policy.cast_to_param(grads))
-        finite = all_finite(grads) and bool(np.isfinite(loss))
+        scale = opt_state.loss_scale
+        loss, new_state, out, grads, grads_finite = self._gradients(
+            params, state, x, y, key, np.asarray(scale.value), np.asarray(1.0 / scale.value))
+        finite = bool(grads_finite) and bool(np.isfinite(loss))
         metrics = {"loss": float(loss), "loss_scale": scale.value, "skipped": 0.0 if finite else 1.0}
         if np.asarray(y).dtype.kind in "iu":
             metrics["accuracy"] = accuracy(out, y)
         if finite:
-            updates, inner = self.optimizer.update(grads, opt_state.opt_state, params)
-            params = optim.apply_updates(params, updates)
-            state = policy.cast_to_param(new_state)
+            params, inner = self.optimizer.update_and_apply(grads, opt_state.opt_state, params, donate=self.donate)
+            state = new_state
         else:  # a skipped step changes nothing but the loss scale
             inner = opt_state.opt_state
         return params, state, MixedPrecisionState(inner, scale.adjust(finite)), metrics
 
 
-def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss_scale=None):
+def _unscale_leaf(g, dtype, inverse_scale):
+    """``(g`` cast to ``dtype`` and times ``inverse_scale``, whether that is finite)``: one fused kernel pass
+    for a float16 gradient of a float32 param; otherwise :func:`cast`, a multiply and :func:`all_finite`."""
+    if type(g) is np.ndarray and g.dtype == half.HALF and dtype == half.SINGLE:
+        bits = np.ascontiguousarray(g).reshape(-1).view(np.uint16)
+        out, nonfinite = half_kernels.half_to_float32_scaled(bits, np.float32(inverse_scale))
+        return out.reshape(g.shape), nonfinite == 0
+    g = cast(g, dtype)
+    if isinstance(g, np.ndarray) and g.dtype.type in _FLOAT_TYPES:
+        g = g * g.dtype.type(inverse_scale)
+    return g, all_finite(g)
+
+
+@host_step
+def _unscaled_gradients(grads, inverse_scale, dtype):
+    """``(grads`` cast to ``dtype`` and times ``inverse_scale`` (a 0-d array), ``all finite`` as a 0-d
+    bool array)``: :meth:`DynamicLossScale.unscale` of :func:`cast` and :func:`all_finite` in one pass."""
+    leaves, treedef = tree.flatten(grads)
+    inverse_scale = float(inverse_scale)
+    finite = True
+    for i, g in enumerate(leaves):
+        leaves[i], leaf_finite = _unscale_leaf(g, np.dtype(dtype), inverse_scale)
+        finite = finite and leaf_finite
+    return tree.unflatten(treedef, leaves), np.asarray(finite)
+
+
+def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss_scale=None, *, jit=True,
+                                    donate=False):
     """A training step in mixed precision, a drop-in for :func:`fnnet.train.make_train_step`'s.
 
     Args:
@@ -300,6 +343,12 @@ def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss
         optimizer: an ``fnnet.optim`` transformation; it sees ``param_dtype`` (float32) params and grads.
         policy: a :class:`Policy` (default: float32 params, float16 compute, float32 outputs).
         loss_scale: the initial :class:`DynamicLossScale` (default ``DynamicLossScale()``).
+        jit: when True (the default), the casts, forward, backward and unscaling run through
+            :func:`fnnet.jit` (traced once per batch shape, bitwise the eager results); False runs them
+            eagerly (the loss function may then read values in Python).
+        donate: give up the ``params`` and the optimizer state passed to each call: an applied update
+            writes the new params and buffers into theirs (as :func:`fnnet.train.make_train_step`'s
+            ``donate``); a skipped step returns them untouched.
 
     Returns:
         A :class:`MixedPrecisionTrainStep` ``step``: ``opt_state = step.init(params)``, then
@@ -316,4 +365,6 @@ def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss
     if not isinstance(loss_scale, DynamicLossScale):
         raise TypeError("make_mixed_precision_train_step: loss_scale must be a DynamicLossScale, got "
                         f"{type(loss_scale).__name__}")
-    return MixedPrecisionTrainStep(model, loss_fn, optimizer, policy, loss_scale)
+    if not isinstance(donate, (bool, np.bool_)):
+        raise TypeError(f"make_mixed_precision_train_step: donate must be a bool, got {donate!r}")
+    return MixedPrecisionTrainStep(model, loss_fn, optimizer, policy, loss_scale, jit=bool(jit), donate=bool(donate))

@@ -76,8 +76,8 @@ class _HalfVJP:
 
 def forward(prim, values, params):
     """``prim``'s forward on ``values`` computed in float32: ``(float16 output(s), residuals as a tape stores
-    them)`` (a residual that is a widened input is the original float16 array, the saved output the float16
-    output itself, anything else narrowed)."""
+    them)`` (a residual that is a widened input, or a reshape of one, is the original float16 array reshaped,
+    the saved output or a reshape of it the float16 output, anything else narrowed)."""
     out, residuals, _ = _forward(prim, values, params, keep=True)
     return out, residuals
 
@@ -94,14 +94,28 @@ def _forward(prim, values, params, keep):
         main32, main16 = out32, out
     if not keep:
         return out, None, params32
-    originals = {id(w): v for w, v in zip(wide, values) if w is not v}
-    originals[id(main32)] = main16
+    originals = {id(_whole(w)): v for w, v in zip(wide, values) if w is not v}
+    originals[id(_whole(main32))] = main16
 
     def store(r):
-        original = originals.get(id(r))
-        return original if original is not None else narrow(r)
+        original = originals.get(id(_whole(r))) if type(r) is np.ndarray else None
+        if original is None:
+            return narrow(r)
+        return original if original.shape == r.shape else original.reshape(r.shape)
 
     return out, _map_arrays(store, residuals), params32
+
+
+def _whole(a):
+    """The array whose buffer ``a`` covers entirely, C-contiguous (``a`` itself, or the owner of the buffer
+    when ``a`` is a reshape of all of it), or ``a`` when it covers part or is strided.  A residual that
+    is a reshape of a widened input (``x.reshape(-1, n)``) is then recognised and stored as the original
+    float16 array instead of a narrowed copy: the same bits (widening is exact), no copy, no pass."""
+    owner = a.base if type(a) is np.ndarray else None
+    if type(owner) is np.ndarray and owner.nbytes == a.nbytes and a.flags.c_contiguous \
+            and owner.flags.c_contiguous and owner.dtype == a.dtype:
+        return owner
+    return a
 
 
 def call(prim, tape, args, params):

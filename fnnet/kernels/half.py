@@ -57,3 +57,16 @@ def float32_to_half(x):
         out[i] = float_to_half_bits(x[i])
     return out
 
+
+
+@kernel
+def half_to_float32_scaled(bits, factor):
+    """(n,) uint16 half bits times float32 ``factor`` -> ((n,) float32, count of NaN or infinite results)."""
+    out = np.empty(bits.size, dtype=np.float32)
+    nonfinite = 0
+    for i in prange(bits.size):
+        value = half_bits_to_float(bits[i]) * factor
+        out[i] = value
+        if not np.isfinite(value):
+            nonfinite += 1
+    return out, nonfinite
