@@ -270,3 +270,39 @@ def test_the_recomputed_block_is_freed_as_its_backward_walks():
     assert alive == [[False, False]] and after == [False, False]
     expected = fnnet.grad(lambda *args: ops.sum(block(*args) ** 2), argnums=(0, 1, 2))(w1, w2, x)
     _leaves_equal(grads, expected)
+
+
+def test_recomputation_runs_fusable_pairs_as_separate_ops(monkeypatch):
+    """The backward's re-run of a block does not fuse Linear+ReLU: a fused VJP keeps the pair's output and
+    its incoming cotangent until the input cotangent is made, which was the peak of the remat step.  The
+    first forward (no tape) still fuses, and the gradients stay bitwise the plain model's."""
+    calls = []
+    fused = L.Linear.apply_fused
+
+    def spy(self, params, x, activation):
+        calls.append(ops.in_recomputation(x))
+        return fused(self, params, x, activation)
+
+    monkeypatch.setattr(L.Linear, "apply_fused", spy)
+    x, y = _xy(16, 8)
+    plain, ckpt = _mlp(2, 8, 3, False), _mlp(2, 8, 3, True)
+    params = plain.init(KEY, (None, 8))
+    grads = [fnnet.grad(lambda p, xv: fnnet.losses.softmax_cross_entropy(m.apply(p, xv), y), argnums=(0, 1))(params, x)
+             for m in (plain, ckpt)]
+    assert calls == [False] * (2 * 2 * 3)  # each model's first forward: 2 blocks x 3 fused pairs; none in the re-runs
+    _leaves_equal(grads[0], grads[1])
+
+
+def test_in_recomputation_is_true_only_for_the_re_run():
+    seen = []
+
+    def block(w, h):
+        seen.append(ops.in_recomputation(h))
+        return ops.tanh(h @ w)
+
+    w, x = np.ones((3, 3)), np.ones((2, 3))
+    fnnet.grad(lambda w, x: ops.sum(fnnet.checkpoint(block)(w, x)), argnums=(0, 1))(w, x)
+    assert seen == [False, True]  # first forward on plain values, then the backward's re-run
+    assert not ops.in_recomputation(x)
+    fnnet.grad(lambda w, x: ops.sum(block(w, x)), argnums=(0, 1))(w, x)  # an ordinary tape
+    assert seen[-1] is False

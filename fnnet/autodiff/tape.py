@@ -21,13 +21,14 @@ class Tape:
     single-output entry or a tuple of ints for a multi-output one.
 
     A tape with ``batch_size > 0`` belongs to a ``grad`` inside ``fnnet.vmap``: every cotangent on it holds
-    one per example, ``(batch_size, *shape)`` (see ``fnnet.autodiff.batching``).
+    one per example, ``(batch_size, *shape)`` (see ``fnnet.autodiff.batching``).  A tape with
+    ``recomputation`` records a checkpointed block re-run during the backward (``transforms.checkpoint``).
     """
 
     __slots__ = ("entries", "num_nodes", "active", "residual_bytes", "peak_residual_bytes", "batch_size", "jit",
-                 "slots")
+                 "slots", "recomputation")
 
-    def __init__(self, batch_size: int = 0):
+    def __init__(self, batch_size: int = 0, recomputation: bool = False):
         self.entries = []
         self.num_nodes = 0
         self.active = True
@@ -36,6 +37,7 @@ class Tape:
         self.batch_size = batch_size
         self.jit = None  # the fnnet.jit recorder tracing this tape (autodiff/recording.py), if any
         self.slots = None  # under jit: {node: slot}
+        self.recomputation = recomputation  # the tape of a checkpointed block re-run for its backward
 
     def cotangent_shape(self, shape: tuple) -> tuple:
         """The shape of a cotangent of a value of ``shape`` (one example's) on this tape."""

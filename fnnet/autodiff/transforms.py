@@ -14,7 +14,7 @@ from .batching import Batched, scope_size
 from .primitive import Primitive, _check_tapes
 from .tape import Tape, Tracer, value_of
 
-__all__ = ["grad", "value_and_grad", "vjp", "stop_gradient", "checkpoint", "last_tape_stats"]
+__all__ = ["grad", "value_and_grad", "vjp", "stop_gradient", "checkpoint", "last_tape_stats", "in_recomputation"]
 
 _FLOATS = (np.float16, np.float32, np.float64)
 
@@ -303,11 +303,12 @@ def _checkpoint_fwd(*args, **params):  # only reached through _checkpoint_prim's
 def _checkpoint_bwd(residuals, gs):
     """Recompute the block under a fresh tape and back-propagate ``gs`` through it.  Only the tape keeps
     what the recomputation made, and its walk releases each entry's residuals once the entry has run, so
-    the block's memory is gone before the outer walk reaches the next (earlier) block."""
+    the block's memory is gone before the outer walk reaches the next (earlier) block.  The tape is marked
+    as a recomputation, so ``Sequential`` runs its fusable pairs as separate ops (``in_recomputation``)."""
     f, treedef, values, traced_positions, out_positions = residuals
     if type(gs) is not tuple:
         gs = (gs,)
-    tape = Tape()
+    tape = Tape(recomputation=True)
     nodes = [tape.new_node() for _ in traced_positions]
     leaves = list(values)
     for pos, node in zip(traced_positions, nodes):
@@ -333,6 +334,16 @@ def _output_seeds(f, args_kwargs, out_positions, gs) -> dict:
 
 
 _checkpoint_prim = Primitive("checkpoint", _checkpoint_fwd, _checkpoint_bwd, argnames=("inputs",))
+
+
+def in_recomputation(x) -> bool:
+    """True when ``x`` is recorded by the backward's re-run of a ``checkpoint`` block.
+
+    ``Sequential`` runs a layer and its activation as separate ops there instead of one fused op: the
+    fused VJP keeps the activation's output and the incoming cotangent until the whole VJP has run, the
+    separate ones release them one op earlier, which lowers the peak of the block's backward (the reason
+    the block is checkpointed); gradients are bitwise the same."""
+    return type(x) is Tracer and x.tape.recomputation
 
 
 def checkpoint(f):

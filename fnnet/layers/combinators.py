@@ -78,7 +78,9 @@ class Sequential(_Container):
     A layer directly followed by an activation it can apply inside its own kernel (its
     ``fusable_activations`` holds the activation's ``fused_activation``: ``Linear`` or ``Conv2D`` then
     ``ReLU``) runs as one fused kernel; the result is bit-identical to running them one after the other.
-    Fusion is skipped while activations are being recorded, so every layer is observed.
+    Fusion is skipped while activations are being recorded, so every layer is observed, and while a
+    ``Remat`` block is recomputed in the backward (``fnnet.ops.in_recomputation``): separate ops free the
+    activation's output and incoming cotangent one op earlier, lowering the peak of the block's backward.
 
     Example::
 
@@ -141,7 +143,7 @@ class Sequential(_Container):
                     new_state[name] = {}
                 continue
             try:
-                if rec is None and self._fused_activation[i] is not None:
+                if rec is None and self._fused_activation[i] is not None and not ops.in_recomputation(x):
                     x = layer.apply_fused(params[name], x, self._fused_activation[i])
                     fused = True
                     self._check_child_params(params, i + 1)

@@ -28,7 +28,8 @@ from .split import chunk, split
 from .einsum import einsum
 from .attention import scaled_dot_product_attention
 from .recurrent import gru_sequence, lstm_sequence
-from ..autodiff import checkpoint, stop_gradient  # noqa: F401  (for layers, which import ops but not autodiff)
+# for layers, which import ops but not autodiff
+from ..autodiff.transforms import checkpoint, in_recomputation, stop_gradient  # noqa: F401
 
 _operators.install()
 
