@@ -106,7 +106,7 @@ def test_a_donated_array_passed_again_raises():
     state = opt.init(params)
     g = make_grads(params, 1)[0]
     new_params, new_state = opt.update_and_apply(g, state, params, donate=True)
-    stale = "leaf at 'layers/0/bias' was donated to an earlier update_and_apply"
+    stale = r"leaf at 'layers/0/bias' was donated to an earlier call \(update_and_apply"
     with pytest.raises(ValueError, match=f"fnnet.optim.adam.update_and_apply: params {stale}"):
         opt.update_and_apply(g, new_state, params)
     with pytest.raises(ValueError, match=f"fnnet.optim.adam.update_and_apply: opt_state.mu {stale}"):
