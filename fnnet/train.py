@@ -114,8 +114,9 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
             ``distributed`` (its gradient exchange runs during the backward).
         donate: give up the ``params`` and ``opt_state`` passed to each call: the update writes the new
             params and optimizer moments into their buffers (``GradientTransformation.update_and_apply``),
-            so a step holds params + gradients + optimizer state and nothing more.  Results are bitwise
-            the same; passing a donated array to ``fnnet.optim`` again raises a ValueError.
+            so a step holds params + gradients + optimizer state and nothing more (under ``jit``, through
+            its ``donate_argnums``).  Results are bitwise the same; passing a donated array to the step or
+            to ``fnnet.optim`` again raises a ValueError.
 
     Raises:
         NonFiniteError: see ``check_finite``.
@@ -135,10 +136,11 @@ def make_train_step(model, loss_fn, optimizer, *, check_finite=True, distributed
         (loss, (new_state, out)), grads = loss_and_grad(params, state, x, y, key)
         if check_finite:
             recording.check(check_finite_step, loss, grads)  # before the update, on every replay too
-        params, opt_state = optimizer.update_and_apply(grads, opt_state, params, donate=bool(donate))
+        # under jit the plan donates (donate_argnums): its update writes into the buffers given up
+        params, opt_state = optimizer.update_and_apply(grads, opt_state, params, donate=bool(donate) and not jit)
         return params, new_state, opt_state, loss, out
 
-    core = jit_function(core) if jit else core
+    core = jit_function(core, donate_argnums=(0, 2) if donate else ()) if jit else core
 
     def step(params, state, opt_state, x, y, key):
         params, state, opt_state, loss, out = core(params, state, opt_state, x, y, key)

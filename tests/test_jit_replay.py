@@ -117,3 +117,68 @@ def test_a_plan_settles_its_thread_count_after_the_trial_replays():
     (plan,) = jitted.plans()
     assert plan.threads in (0, 1)
     assert len(plan._trials[0]) + len(plan._trials[1]) == TRIAL_REPLAYS
+
+
+def _adam_step():
+    opt = optim.adam(1e-2)
+    grad_fn = fnnet.grad(_loss)
+    return opt, lambda p, s, x, y: opt.update_and_apply(grad_fn(p, x, y), s, p)
+
+
+def _copy(t):
+    return fnnet.tree.map(np.copy, t)
+
+
+def test_donate_argnums_writes_in_place_bitwise_and_refuses_stale_arrays():
+    opt, step = _adam_step()
+    jitted = fnnet.jit(step, donate_argnums=(0, 1))
+    e, d = (_copy(PARAMS), opt.init(PARAMS)), (_copy(PARAMS), opt.init(PARAMS))
+    for i, (x, y) in enumerate(_batches(5)):
+        e = step(*e, x, y)
+        old, d = d, jitted(*d, x, y)
+        assert _bits(e) == _bits(d)
+        if i > 0:  # replays write the new params and moments over the donated ones
+            for a, b in zip(fnnet.tree.leaves(old), fnnet.tree.leaves(d)):
+                assert np.shares_memory(a, b) == (a.ndim > 0)  # (the step count is a new 0-d array)
+    with pytest.raises(ValueError, match="argument leaf at .* was donated to an earlier call"):
+        jitted(*old, x, y)
+    with pytest.raises(ValueError, match="donated to an earlier call"):
+        opt.update_and_apply(fnnet.tree.map(np.zeros_like, PARAMS), old[1], d[0])
+
+
+def test_donation_errors_are_clear_and_a_failed_call_gives_nothing_up():
+    opt, step = _adam_step()
+    jitted = fnnet.jit(step, donate_argnums=(0,))
+    params, state = _copy(PARAMS), opt.init(PARAMS)
+    x, y = _batches(1)[0]
+    weight = params["0"]["weight"]  # (12, 16)
+    with pytest.raises(ValueError, match="argument leaf at '2' shares memory with donated argument leaf at '0/0/weight'"):
+        jitted(params, state, weight[:8, :12], y)
+    with pytest.raises(ValueError, match="share memory"):  # two donated leaves over one buffer
+        fnnet.jit(lambda p, q, s, x, y: step(p, s, x, y), donate_argnums=(0, 1))(params, _copy(params) | {
+            "0": {"weight": weight[:, :], "bias": params["0"]["bias"].copy()}}, state, x, y)
+    bad = y.copy()
+    bad[0] = 99
+    with pytest.raises(IndexError):
+        jitted(params, state, x, bad)
+    jitted(params, state, x, y)  # the failed call above gave nothing up
+    with pytest.raises(TypeError, match="donate_argnums"):
+        fnnet.jit(step, donate_argnums=(-1,))
+    with pytest.raises(ValueError, match="both static and donated"):
+        fnnet.jit(step, static_argnums=(0,), donate_argnums=(0,))
+
+
+def test_an_input_a_later_step_still_reads_is_not_overwritten():
+    opt, _ = _adam_step()
+    grad_fn = fnnet.grad(_loss)
+
+    def step(p, s, x, y):  # the old params are read again after the update: they must keep their values
+        new, s = opt.update_and_apply(grad_fn(p, x, y), s, p)
+        return new, s, _loss(p, x, y)
+
+    jitted = fnnet.jit(step, donate_argnums=(0, 1))
+    e, d = (_copy(PARAMS), opt.init(PARAMS)), (_copy(PARAMS), opt.init(PARAMS))
+    for x, y in _batches(4):
+        *e, le = step(*e, x, y)
+        *d, ld = jitted(*d, x, y)
+        assert _bits((e, le)) == _bits((d, ld))

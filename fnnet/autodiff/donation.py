@@ -87,10 +87,10 @@ def _overlap_message(where, a, b) -> str:
         a, b = b, a  # a is donated
     names = [f"{s[3]} leaf at {_path(s[4], s[5])}" for s in (a, b)]
     if b[2]:
-        return (f"{where}: {names[0]} and {names[1]} share memory, so donate=True would write two results into "
-                "one buffer; pass separate arrays (e.g. fnnet.tree.map(np.copy, params)) or donate=False")
-    return (f"{where}: {names[1]} shares memory with {names[0]}, which donate=True overwrites; pass "
-            f"{b[3]} that do not alias the params or optimizer state (copy them) or donate=False")
+        return (f"{where}: {names[0]} and {names[1]} share memory, so donating them would write two results "
+                "into one buffer; pass separate arrays (e.g. fnnet.tree.map(np.copy, params)) or do not donate")
+    return (f"{where}: {names[1]} shares memory with {names[0]}, which the call may overwrite (donated); "
+            f"pass {b[3]}s that do not alias a donated array (copy them) or do not donate")
 
 
 def writable_in_place(x) -> bool:

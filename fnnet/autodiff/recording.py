@@ -348,17 +348,24 @@ class _HostCall:
 class _FlatHostCall:
     """Step: a host function's flat specialisation on the call's leaves with the dynamic ones replaced."""
 
-    __slots__ = ("fast", "leaves", "dynamic")
+    __slots__ = ("fast", "leaves", "dynamic", "writable")
 
-    def __init__(self, fast, leaves, dynamic):
-        self.fast, self.dynamic = fast, dynamic
+    def __init__(self, fast, leaves, dynamic, writable=frozenset()):
+        self.fast, self.dynamic, self.writable = fast, dynamic, writable
         self.leaves = [None if i in dynamic else v for i, v in enumerate(leaves)]
+
+    def writing_into(self, positions) -> "_FlatHostCall":
+        """This step writing its results over the input leaves at ``positions`` (of those it can: the
+        leaves its outputs replace, ``fast.sources``), e.g. buffers donated to a jit plan."""
+        step = _FlatHostCall(self.fast, [], self.dynamic, frozenset(positions) & frozenset(self.fast.sources))
+        step.leaves = self.leaves
+        return step
 
     def __call__(self, *values):
         leaves = list(self.leaves)
         for i, v in zip(self.dynamic, values):
             leaves[i] = v
-        return tuple(self.fast(leaves))
+        return tuple(self.fast(leaves, self.writable))
 
 
 def host_step(fn):

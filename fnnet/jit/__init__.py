@@ -17,6 +17,7 @@ from .. import tree
 from ..autodiff import Tracer, UnexpectedTracerError
 from ..autodiff import recording
 from ..autodiff.arrays import plain_array
+from ..autodiff.donation import check_disjoint, check_not_donated, mark_donated
 from ..autodiff.primitive import _check_finite_on
 from ..autodiff.recording import ConcretizationError
 from ._plan import Plan, describe_leaf
@@ -38,8 +39,9 @@ class CacheInfo(NamedTuple):
 class Jitted:
     """A function wrapped by :func:`jit`; call it like the function."""
 
-    def __init__(self, fn, static_argnums, static_argnames, max_plans):
+    def __init__(self, fn, static_argnums, static_argnames, max_plans, donate_argnums=()):
         self.fn = fn
+        self.donate_argnums = donate_argnums
         self.static_argnums = static_argnums
         self.static_argnames = static_argnames
         self.max_plans = max_plans
@@ -56,6 +58,28 @@ class Jitted:
             # inside another trace or a grad: just part of it; under fnnet.check_finite (a debugging mode that
             # checks every op's values): eager, so that every call is checked
             return self.fn(*args, **kwargs)
+        check_not_donated(self.where, "argument", dynamic, leaves)
+        given_up = self._donated(args, kwargs) if self.donate_argnums else None
+        out = self._run(leaves, treedef, static, args, kwargs, given_up)
+        if given_up:  # (a call that raised gave nothing up: its checks run before any update)
+            returned = {id(x) for x in tree.leaves(out)}
+            mark_donated([x for x in given_up if id(x) not in returned])  # an input returned as it is stays usable
+        return out
+
+    def _donated(self, args, kwargs):
+        """The array leaves of the donated arguments, after checking that none shares memory with another
+        leaf of the call."""
+        given = {str(n): args[n] for n in self.donate_argnums if n < len(args)}
+        donated = tree.leaves(given)
+        ids = {id(x) for x in donated}
+        others = {str(n): a for n, a in enumerate(args) if n not in self.donate_argnums
+                  and n not in self.static_argnums}
+        others.update((k, v) for k, v in kwargs.items() if k not in self.static_argnames)
+        kept = [x if id(x) not in ids else None for x in tree.leaves(others)]
+        check_disjoint(self.where, {"donated argument": (given, donated)}, {"argument": (others, kept)})
+        return [x for x in donated if isinstance(x, np.ndarray)]
+
+    def _run(self, leaves, treedef, static, args, kwargs, given_up):
         signature = []
         for i, a in enumerate(leaves):
             if isinstance(a, np.ndarray):
@@ -71,7 +95,7 @@ class Jitted:
                 self._plans.move_to_end(key)
                 self._hits += 1
         if plan is None:
-            plan, out = self._trace(args, kwargs, leaves, treedef)
+            plan, out = self._trace(args, kwargs, leaves, treedef, given_up)
             with self._lock:
                 self._misses += 1
                 self._plans[key] = plan
@@ -101,11 +125,14 @@ class Jitted:
         dynamic_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
         return static, (dynamic_args, dynamic_kwargs)
 
-    def _trace(self, args, kwargs, leaves, treedef):
+    def _trace(self, args, kwargs, leaves, treedef, given_up):
         start = time.perf_counter()
         recorder = recording.Recorder(self.where)
         traced = [recorder.input(leaf) if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
         input_slots = [t.node for t in traced if type(t) is Tracer]
+        donated_ids = {id(x) for x in given_up or ()}
+        donated_slots = frozenset(t.node for t, leaf in zip(traced, leaves)
+                                  if type(t) is Tracer and id(leaf) in donated_ids)
         dyn_args, dyn_kwargs = tree.unflatten(treedef, traced)
         call_args, it = [], iter(dyn_args)
         for i in range(len(args)):
@@ -123,7 +150,7 @@ class Jitted:
                     f"{self.where}: the function returned a value that is being differentiated (a tracer of a grad "
                     "call inside it); return grad's results, or fnnet.stop_gradient(x)"
                 )
-        plan = Plan(recorder, input_slots, out_leaves, out_def, time.perf_counter() - start)
+        plan = Plan(recorder, input_slots, out_leaves, out_def, time.perf_counter() - start, donated_slots)
         values = [leaf.value if type(leaf) is Tracer else leaf for leaf in out_leaves]
         return plan, tree.unflatten(out_def, values)
 
@@ -144,7 +171,7 @@ class Jitted:
             self._plans.clear()
 
 
-def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
+def jit(fn=None, *, static_argnums=(), static_argnames=(), donate_argnums=(), max_plans: int = 32):
     """Compile ``fn`` into a replay of its kernel calls: trace once per signature, then run without Python
     per op.
 
@@ -163,6 +190,12 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
         fn: a function of pytrees of numpy arrays (and Python values), returning a pytree.
         static_argnums: positions of arguments that select the plan by value (hashable), e.g. ``train``.
         static_argnames: keyword arguments of the same kind.
+        donate_argnums: positions of arguments whose arrays the call may overwrite (as JAX's): an
+            optimizer update inside writes the new params and buffers into the donated ones' memory,
+            so a training step holds params + gradients + optimizer state and no second copy.  The
+            donated arrays must not be used afterwards: passing one to a jitted function or to
+            ``fnnet.optim`` again raises ValueError (see :mod:`fnnet.autodiff.donation` for what is not
+            caught).  Results are bitwise those without donation.
         max_plans: plans kept per function (least recently used dropped first).
 
     Returns:
@@ -171,6 +204,8 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
     Raises:
         ConcretizationError: (at the trace) Python read a traced array's value.
         TypeError: a static argument is not hashable.
+        ValueError: a donated array passed again; two donated arrays, or a donated and a kept one,
+            sharing memory.
 
     What does not depend on the arguments is a constant of the plan, computed once by the trace: arrays
     the function closes over (pass values that change between calls as arguments), ``np.random`` draws
@@ -192,7 +227,7 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
     """
     if fn is None:
         return functools.partial(jit, static_argnums=static_argnums, static_argnames=static_argnames,
-                                 max_plans=max_plans)
+                                 donate_argnums=donate_argnums, max_plans=max_plans)
     if not callable(fn):
         raise TypeError(f"fnnet.jit: expected a function, got {type(fn).__name__}")
     nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
@@ -201,4 +236,10 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), max_plans: int = 32):
         raise TypeError(f"fnnet.jit: static_argnums must be non-negative ints, got {static_argnums!r}")
     if not isinstance(max_plans, int) or max_plans < 1:
         raise ValueError(f"fnnet.jit: max_plans must be a positive int, got {max_plans!r}")
-    return Jitted(fn, nums, names, max_plans)
+    donated = (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in donated):
+        raise TypeError(f"fnnet.jit: donate_argnums must be non-negative ints, got {donate_argnums!r}")
+    if set(donated) & set(nums):
+        raise ValueError(f"fnnet.jit: argument(s) {sorted(set(donated) & set(nums))} are both static and donated; "
+                         "a static argument is a hashable Python value, not an array to give up")
+    return Jitted(fn, nums, names, max_plans, donated)

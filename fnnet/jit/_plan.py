@@ -40,7 +40,7 @@ class Plan:
             thread's own count, or 1.
     """
 
-    def __init__(self, recorder, input_slots, out_leaves, out_def, trace_seconds):
+    def __init__(self, recorder, input_slots, out_leaves, out_def, trace_seconds, donated_slots=frozenset()):
         self.out_def = out_def
         self.trace_seconds = trace_seconds
         outputs = []  # per output leaf: slot or -1 (then a constant)
@@ -55,6 +55,7 @@ class Plan:
         steps = _prune(recorder.steps, outputs)
         self.num_recorded = len(recorder.steps)
         self.num_steps = len(steps)
+        steps = _write_into_donated(steps, outputs, donated_slots, recorder.values)
         self.source, namespace = _generate(steps, input_slots, outputs, recorder.constants)
         exec(compile(self.source, f"<fnnet.jit plan of {recorder.where}>", "exec"), namespace)
         self._replay = namespace["replay"]
@@ -124,16 +125,52 @@ def _prune(steps, outputs):
     return kept
 
 
+def _write_into_donated(steps, outputs, donated, values):
+    """``steps`` with each step that can write its results over its inputs (an optimizer update:
+    ``writing_into``) told which of its inputs it may overwrite: donated inputs that nothing reads after
+    it, returns, or shares memory with (a view kept for later; judged on the trace's values)."""
+    if not donated:
+        return steps
+    last_use = _last_uses(steps, outputs)
+    out = []
+    for i, step in enumerate(steps):
+        fn, ins = step[0], step[1]
+        if hasattr(fn, "writing_into"):
+            later = [a for t, last in last_use.items() if last > i for a in _arrays(values[t])]
+            positions = [pos for pos, s in zip(fn.dynamic, ins)
+                         if s in donated and last_use.get(s) == i
+                         and not any(np.may_share_memory(values[s], v) for v in later)]
+            if positions:
+                step = (fn.writing_into(positions), *step[1:])
+        out.append(step)
+    return out
+
+
+def _arrays(value):
+    """The arrays in a slot's value (residuals are tuples of arrays and other values)."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _arrays(v)
+
+
+def _last_uses(steps, outputs):
+    """slot -> index of the last step that reads it (``len(steps)`` for outputs)."""
+    last_use = {}
+    for i, step in enumerate(steps):
+        for s in _step_slots(step)[0]:
+            last_use[s] = i
+    for s in outputs:
+        if s >= 0:
+            last_use[s] = len(steps)
+    return last_use
+
+
 def _generate(steps, input_slots, outputs, constants):
     """Source and namespace of ``replay(*inputs) -> tuple of outputs``."""
     namespace = {"__builtins__": __builtins__}
-    last_use = {}
-    for i, step in enumerate(steps):
-        used, _ = _step_slots(step)
-        for s in used:
-            last_use[s] = i
-    for s in outputs:
-        last_use[s] = len(steps)
+    last_use = _last_uses(steps, outputs)
     live = set(input_slots)
     lines = [f"def replay({', '.join(f'v{s}' for s in input_slots)}):"]
     for s in sorted(constants):

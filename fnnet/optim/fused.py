@@ -9,7 +9,9 @@ Under ``fnnet.jit`` those tree-level calls are recorded as host steps, and every
 flatten the same structures again.  So each also offers a *specialisation* (``fnnet_specialize``): given
 the trace's arguments, a function of the flat leaves that runs only the loop (the schedule is still
 evaluated at each replay's step count).  The recorder uses it after checking that it gives bitwise the
-trace's results.  Structure, shapes and dtypes cannot change between replays of one plan, so nothing it
+trace's results.  ``fast(leaves, writable)`` writes the new value of each leaf whose position is in
+``writable`` into that leaf's memory: a jit plan passes the params and buffers donated to it
+(``donate_argnums``) that nothing reads afterwards.  Structure, shapes and dtypes cannot change between replays of one plan, so nothing it
 skips could fail; a ``mask`` is evaluated at trace time.  Donating calls are not specialised: whether a
 buffer may be written in place depends on the arrays each call receives.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from .. import tree
 from .base import GradientTransformation, check_state, count_next, float_leaves, matching_leaves
-from .donation import LeafOutputs
+from .donation import LeafOutputs, output_for
 
 __all__ = ["fused_transformation"]
 
@@ -103,11 +105,17 @@ class _LeafPass:
         shapes = [x.shape for x in g_leaves]
         kernels, active, fields = self.kernels, self.active, self.fields
 
-        def fast(leaves):
+        sources = {"out": p_at if apply else 0, **starts}  # where the leaves each output replaces start
+
+        def fast(leaves, writable=()):
             gs = leaves[:n]
             ps = leaves[p_at:p_at + n] if reads_params else gs
             bufs = {f: leaves[starts[f]:starts[f] + n] if f in active else None for f in fields}
             outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=False)
+            for name, start in sources.items():  # donated by jit: written in place where possible
+                for i in range(n):
+                    if start + i in writable:
+                        outs.flat[name][i] = output_for(leaves[start + i], True)
             count = leaves[n]
             kernels(where, count, gs, ps, bufs, outs, extra)
             out = [o.reshape(s) for o, s in zip(outs.flat["out"], shapes)]
@@ -116,4 +124,6 @@ class _LeafPass:
                 out += [o.reshape(s) for o, s in zip(outs.flat[f], shapes)]
             return out
 
+        fast.sources = tuple(range(p_at, p_at + n)) if apply else ()
+        fast.sources += tuple(range(starts[active[0]], starts[active[0]] + n * len(active))) if active else ()
         return fast
