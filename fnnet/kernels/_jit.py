@@ -35,7 +35,7 @@ import tempfile
 
 import numba
 
-__all__ = ["kernel", "helper", "share_threads", "swap_threads", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
+__all__ = ["kernel", "helper", "share_threads", "swap_threads", "SERIAL_WORK", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
 
 
 def _preload_tbb() -> bool:
@@ -303,6 +303,15 @@ _get_threads = _set_threads = None
 #: 2-core machine) and parallelise nothing that pays.
 _PRANGE_ONLY = {"prange": True, "reduction": True, "comprehension": False, "numpy": False, "setitem": False,
                 "stencil": False, "fusion": False, "inplace_binop": False}
+
+
+#: Below this many elements of work a kernel runs its loop serially in the calling thread instead of in
+#: ``prange``: a parallel launch costs 2-7 us even for a handful of elements (NUMBA_FACTS.md section 8;
+#: more while Python and the worker threads share two cores), about what 16K elements of simple
+#: arithmetic take on one core.  Small steps (a 64-wide MLP, a GRU cell of batch 32) are made of such
+#: calls.  The choice depends on the size only, and every loop it applies to is elementwise or splits
+#: its work in fixed chunks, so results never depend on it.
+SERIAL_WORK = 16384
 
 
 def kernel(fn=None, *, parallel: bool = True, reduction: bool = False):

@@ -7,13 +7,16 @@ saved (input ``x`` or output ``y``, whichever the derivative is cheaper from) an
 The transcendental functions (exp, log, expm1, tanh, sigmoid, softplus, erf, GELU) come from ``_vmath``:
 branch-free, so these loops vectorise, and evaluated in the data's own precision.  Kernels calling them are
 decorated with ``_vmath_kernel`` (``_vmath``'s source stamp in the cache key) and use no fastmath.
+
+The activations a recurrent cell or a small MLP runs on a few thousand elements per call (ReLU, sigmoid,
+tanh) run serially below ``SERIAL_WORK`` elements instead of paying a parallel launch.
 """
 
 import numpy as np
 from numba import prange
 
 from . import _vmath as vm
-from ._jit import kernel
+from ._jit import SERIAL_WORK, kernel
 
 
 def _vmath_kernel(fn):
@@ -117,9 +120,15 @@ def clip_bwd(x, g, lo, hi):
 @kernel
 def relu_fwd(x):
     out = np.empty_like(x)
-    for i in prange(x.size):
-        v = x[i]
-        out[i] = 0.0 if v <= 0 else v  # NaN fails every comparison, so it passes through
+    # NaN fails every comparison, so it passes through
+    if x.size < SERIAL_WORK:
+        for i in range(x.size):
+            v = x[i]
+            out[i] = 0.0 if v <= 0 else v
+    else:
+        for i in prange(x.size):
+            v = x[i]
+            out[i] = 0.0 if v <= 0 else v
     return out
 
 
@@ -127,8 +136,12 @@ def relu_fwd(x):
 def relu_bwd(y, g):
     """Gradient 0 where y <= 0 (so 0 at x == 0), and passed through where y is NaN, like PyTorch."""
     out = np.empty_like(g)
-    for i in prange(g.size):
-        out[i] = 0.0 if y[i] <= 0 else g[i]
+    if g.size < SERIAL_WORK:
+        for i in range(g.size):
+            out[i] = 0.0 if y[i] <= 0 else g[i]
+    else:
+        for i in prange(g.size):
+            out[i] = 0.0 if y[i] <= 0 else g[i]
     return out
 
 
@@ -232,32 +245,48 @@ def erf_bwd(x, g):
 @_vmath_kernel
 def sigmoid_fwd(x):
     out = np.empty_like(x)
-    for i in prange(x.size):
-        out[i] = vm.sigmoid(x[i])
+    if x.size < SERIAL_WORK:
+        for i in range(x.size):
+            out[i] = vm.sigmoid(x[i])
+    else:
+        for i in prange(x.size):
+            out[i] = vm.sigmoid(x[i])
     return out
 
 
 @kernel
 def sigmoid_bwd(y, g):
     out = np.empty_like(g)
-    for i in prange(g.size):
-        out[i] = g[i] * y[i] * (1.0 - y[i])
+    if g.size < SERIAL_WORK:
+        for i in range(g.size):
+            out[i] = g[i] * y[i] * (1.0 - y[i])
+    else:
+        for i in prange(g.size):
+            out[i] = g[i] * y[i] * (1.0 - y[i])
     return out
 
 
 @_vmath_kernel
 def tanh_fwd(x):
     out = np.empty_like(x)
-    for i in prange(x.size):
-        out[i] = vm.tanh(x[i])
+    if x.size < SERIAL_WORK:
+        for i in range(x.size):
+            out[i] = vm.tanh(x[i])
+    else:
+        for i in prange(x.size):
+            out[i] = vm.tanh(x[i])
     return out
 
 
 @kernel
 def tanh_bwd(y, g):
     out = np.empty_like(g)
-    for i in prange(g.size):
-        out[i] = g[i] * (1.0 - y[i] * y[i])
+    if g.size < SERIAL_WORK:
+        for i in range(g.size):
+            out[i] = g[i] * (1.0 - y[i] * y[i])
+    else:
+        for i in prange(g.size):
+            out[i] = g[i] * (1.0 - y[i] * y[i])
     return out
 
 

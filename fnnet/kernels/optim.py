@@ -23,7 +23,7 @@ empty arrays (``*_update``) or are not written (``*_step``).
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import SERIAL_WORK, helper, kernel
 
 __all__ = [
     "scale_and_decay", "momentum_update", "adam_update", "rmsprop_update", "adagrad_update",
@@ -32,14 +32,34 @@ __all__ = [
 ]
 
 SQUARES_CHUNK = 4096
+#: Elements per ``prange`` iteration of the ``*_step`` kernels; leaves below ``SERIAL_WORK`` elements (the
+#: biases, a small model's weights) run in one serial call instead of paying a parallel launch.
+SPAN = 16384
+
+
+@helper
+def _spans(n):
+    """How many ``SPAN``-element pieces a ``*_step`` kernel splits ``n`` elements into (1: run serially)."""
+    return 1 if n < SERIAL_WORK else (n + SPAN - 1) // SPAN
 
 
 @kernel
 def scale_and_decay_step(g, p, out, scale, weight_decay, add_params):
     """``u = scale * (g + weight_decay * p)`` (plain SGD, ``scale``, ``add_weight_decay``); ``out = p + u``
     or ``u``."""
+    n = g.size
+    spans = _spans(n)
+    if spans == 1:
+        _scale_and_decay_span(0, n, g, p, out, scale, weight_decay, add_params)
+    else:
+        for s in prange(spans):
+            _scale_and_decay_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, out, scale, weight_decay, add_params)
+
+
+@helper
+def _scale_and_decay_span(lo, hi, g, p, out, scale, weight_decay, add_params):
     use_decay = weight_decay != 0
-    for i in prange(g.size):
+    for i in range(lo, hi):
         pi = p[i]
         if use_decay:
             u = scale * (g[i] + weight_decay * pi)
@@ -63,8 +83,20 @@ def momentum_step(g, p, buf, out, new_buf, scale, momentum, weight_decay, nester
     ``d = g + weight_decay * p``; ``buf' = momentum * buf + d``;
     ``u = scale * (d + momentum * buf')`` (Nesterov) or ``scale * buf'``; ``out = p + u`` or ``u``.
     """
+    n = g.size
+    spans = _spans(n)
+    if spans == 1:
+        _momentum_span(0, n, g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params)
+    else:
+        for s in prange(spans):
+            _momentum_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, buf, out, new_buf, scale, momentum, weight_decay,
+                           nesterov, add_params)
+
+
+@helper
+def _momentum_span(lo, hi, g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params):
     use_decay = weight_decay != 0
-    for i in prange(g.size):
+    for i in range(lo, hi):
         pi = p[i]
         d = g[i]
         if use_decay:
@@ -97,6 +129,20 @@ def adam_step(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction
     (``bc1 = 1 - b1^t``, ``bc2 = 1 - b2^t``: eps is added after the bias correction, as in PyTorch);
     ``out = p + u`` or ``u``.
     """
+    n = g.size
+    spans = _spans(n)
+    if spans == 1:
+        _adam_span(0, n, g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2,
+                   weight_decay, add_params)
+    else:
+        for s in prange(spans):
+            _adam_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, m, v, out, new_m, new_v, scale, b1, b2, eps,
+                       bias_correction1, bias_correction2, weight_decay, add_params)
+
+
+@helper
+def _adam_span(lo, hi, g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2,
+               weight_decay, add_params):
     one = np.float32(1.0)  # exact; float32 - float32 stays float32, float32 - float64 is float64
     c1 = one - b1
     c2 = one - b2
@@ -104,7 +150,7 @@ def adam_step(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction
     root2 = np.sqrt(bias_correction2)
     decay = scale * weight_decay
     use_decay = weight_decay != 0
-    for i in prange(g.size):
+    for i in range(lo, hi):
         pi = p[i]
         gi = g[i]
         mi = b1 * m[i] + c1 * gi
@@ -139,9 +185,23 @@ def rmsprop_step(g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf,
     ``out = p + u`` or ``u``.  ``new_buf`` / ``new_avg`` are written only when ``use_momentum`` /
     ``centered``.
     """
+    n = g.size
+    spans = _spans(n)
+    if spans == 1:
+        _rmsprop_span(0, n, g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha,
+                      eps, momentum, use_momentum, centered, add_params)
+    else:
+        for s in prange(spans):
+            _rmsprop_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, square_avg, momentum_buf, grad_avg, out, new_sq,
+                          new_buf, new_avg, scale, alpha, eps, momentum, use_momentum, centered, add_params)
+
+
+@helper
+def _rmsprop_span(lo, hi, g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha, eps,
+                  momentum, use_momentum, centered, add_params):
     one = np.float32(1.0)
     c = one - alpha
-    for i in prange(g.size):
+    for i in range(lo, hi):
         pi = p[i]
         gi = g[i]
         si = alpha * square_avg[i] + c * gi * gi
@@ -179,7 +239,18 @@ def rmsprop_update(g, square_avg, momentum_buf, grad_avg, scale, alpha, eps, mom
 def adagrad_step(g, p, acc, out, new_acc, scale, eps, add_params):
     """Adagrad, PyTorch's formulation: ``acc' = acc + g^2``; ``u = scale * g / (sqrt(acc') + eps)``;
     ``out = p + u`` or ``u``."""
-    for i in prange(g.size):
+    n = g.size
+    spans = _spans(n)
+    if spans == 1:
+        _adagrad_span(0, n, g, p, acc, out, new_acc, scale, eps, add_params)
+    else:
+        for s in prange(spans):
+            _adagrad_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, acc, out, new_acc, scale, eps, add_params)
+
+
+@helper
+def _adagrad_span(lo, hi, g, p, acc, out, new_acc, scale, eps, add_params):
+    for i in range(lo, hi):
         pi = p[i]
         gi = g[i]
         a = acc[i] + gi * gi

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from . import _vmath as vm
-from ._jit import kernel
+from ._jit import SERIAL_WORK, kernel
 
 __all__ = [
     "softmax_fwd", "softmax_bwd", "log_softmax_fwd", "log_softmax_bwd", "logsumexp_fwd", "logsumexp_bwd",
@@ -168,16 +168,12 @@ def softmax_cross_entropy_fwd(x, labels):
     rows, n = x.shape
     probs = np.empty_like(x)
     losses64 = np.empty(rows, dtype=np.float64)
-    for i in prange(rows):
-        m = _row_max(x, i)
-        _exp_shifted_row(x, i, m, probs)
-        s = 0.0
-        for j in range(n):
-            s += probs[i, j]
-        inv = 1.0 / s
-        for j in range(n):
-            probs[i, j] = probs[i, j] * inv
-        losses64[i] = (m - x[i, labels[i]]) + math.log(s)
+    if rows * n < SERIAL_WORK:  # a small batch: no parallel launch
+        for i in range(rows):
+            _cross_entropy_row(x, labels, i, probs, losses64)
+    else:
+        for i in prange(rows):
+            _cross_entropy_row(x, labels, i, probs, losses64)
     losses = np.empty(rows, dtype=x.dtype)
     total = 0.0
     for i in range(rows):
@@ -186,17 +182,41 @@ def softmax_cross_entropy_fwd(x, labels):
     return losses, total, probs
 
 
+@_vmath_kernel(parallel=False, reduction=True)
+def _cross_entropy_row(x, labels, i, probs, losses64):
+    """Row ``i`` of :func:`softmax_cross_entropy_fwd`: its softmax into ``probs`` and its loss (float64)."""
+    n = x.shape[1]
+    m = _row_max(x, i)
+    _exp_shifted_row(x, i, m, probs)
+    s = 0.0
+    for j in range(n):
+        s += probs[i, j]
+    inv = 1.0 / s
+    for j in range(n):
+        probs[i, j] = probs[i, j] * inv
+    losses64[i] = (m - x[i, labels[i]]) + math.log(s)
+
+
 @kernel
 def softmax_cross_entropy_bwd(probs, labels, g, g_stride, scale):
     """``(probs[i] - onehot(labels[i])) * g[i * g_stride] * scale``; ``g_stride`` is 0 for a scalar ``g``."""
     rows, n = probs.shape
     out = np.empty_like(probs)
-    for i in prange(rows):
-        gi = g[i * g_stride] * scale
-        for j in range(n):
-            out[i, j] = probs[i, j] * gi
-        out[i, labels[i]] = (probs[i, labels[i]] - 1.0) * gi
+    if rows * n < SERIAL_WORK:  # a small batch: no parallel launch
+        for i in range(rows):
+            _cross_entropy_bwd_row(probs, labels, g, g_stride, scale, i, out)
+    else:
+        for i in prange(rows):
+            _cross_entropy_bwd_row(probs, labels, g, g_stride, scale, i, out)
     return out
+
+
+@kernel(parallel=False)
+def _cross_entropy_bwd_row(probs, labels, g, g_stride, scale, i, out):
+    gi = g[i * g_stride] * scale
+    for j in range(probs.shape[1]):
+        out[i, j] = probs[i, j] * gi
+    out[i, labels[i]] = (probs[i, labels[i]] - 1.0) * gi
 
 
 @_vmath_kernel(reduction=True)

@@ -1,0 +1,70 @@
+"""Kernels that run small work serially (below ``SERIAL_WORK`` elements) give bitwise what their parallel
+path gives: each element (row) is computed the same way whichever path runs it."""
+
+import numpy as np
+import pytest
+
+from fnnet import kernels as K
+from fnnet.kernels import optim as KO
+from fnnet.kernels._jit import SERIAL_WORK
+
+RNG = np.random.default_rng(11)
+BIG = SERIAL_WORK + 4099  # parallel path
+SMALL = SERIAL_WORK - 1   # serial path, a prefix of the big input
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["relu_fwd", "sigmoid_fwd", "tanh_fwd"])
+def test_unary_activation_serial_path_matches_parallel_path(name, dtype):
+    x = (RNG.standard_normal(BIG) * 4).astype(dtype)
+    x[:4] = [np.nan, np.inf, -np.inf, 0.0]
+    kernel = getattr(K, name)
+    assert kernel(x[:SMALL].copy()).tobytes() == kernel(x)[:SMALL].tobytes()
+
+
+@pytest.mark.parametrize("name", ["relu_bwd", "sigmoid_bwd", "tanh_bwd"])
+def test_unary_activation_backward_serial_path_matches_parallel_path(name):
+    y, g = RNG.standard_normal((2, BIG)).astype(np.float32)
+    kernel = getattr(K, name)
+    assert kernel(y[:SMALL].copy(), g[:SMALL].copy()).tobytes() == kernel(y, g)[:SMALL].tobytes()
+
+
+def _step_outputs(kernel, arrays, scalars, flags, n):
+    ins = [a[:n].copy() for a in arrays]
+    outs = [np.empty(n, np.float32) for _ in range(flags[0])]
+    kernel(*ins, *outs, *scalars, *flags[1:])
+    return [o.tobytes() for o in outs]
+
+
+STEPS = {
+    "scale_and_decay_step": (KO.scale_and_decay_step, 2, (np.float32(-0.1), np.float32(0.01)), (1, True)),
+    "momentum_step": (KO.momentum_step, 3, (np.float32(-0.1), np.float32(0.9), np.float32(0.01)), (2, True, True)),
+    "adam_step": (KO.adam_step, 4, tuple(np.float32(v) for v in (-1e-3, 0.9, 0.999, 1e-8, 0.1, 0.002, 0.01)),
+                  (3, True)),
+    "rmsprop_step": (KO.rmsprop_step, 5, tuple(np.float32(v) for v in (-1e-3, 0.99, 1e-8, 0.5)), (4, True, True, True)),
+    "adagrad_step": (KO.adagrad_step, 3, (np.float32(-0.1), np.float32(1e-10)), (2, True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_optimizer_step_serial_path_matches_parallel_path(name):
+    kernel, num_in, scalars, flags = STEPS[name]
+    arrays = [np.abs(RNG.standard_normal(BIG)).astype(np.float32) for _ in range(num_in)]
+    big = _step_outputs(kernel, arrays, scalars, flags, BIG)
+    small = _step_outputs(kernel, arrays, scalars, flags, SMALL)
+    assert [s for s in small] == [b[:SMALL * 4] for b in big]
+
+
+def test_cross_entropy_serial_rows_match_parallel_rows():
+    classes = 10
+    rows = BIG // classes + 1
+    x = RNG.standard_normal((rows, classes)).astype(np.float32)
+    labels = RNG.integers(0, classes, rows)
+    few = SMALL // classes
+    losses, _, probs = K.softmax_cross_entropy_fwd(x, labels)
+    losses_s, _, probs_s = K.softmax_cross_entropy_fwd(x[:few].copy(), labels[:few].copy())
+    assert losses_s.tobytes() == losses[:few].tobytes() and probs_s.tobytes() == probs[:few].tobytes()
+    g = RNG.standard_normal(rows).astype(np.float32)
+    grad = K.softmax_cross_entropy_bwd(probs, labels, g, 1, np.float32(0.5))
+    grad_s = K.softmax_cross_entropy_bwd(probs[:few].copy(), labels[:few].copy(), g[:few].copy(), 1, np.float32(0.5))
+    assert grad_s.tobytes() == grad[:few].tobytes()
