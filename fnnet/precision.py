@@ -257,7 +257,8 @@ class MixedPrecisionTrainStep:
     ``jit=False``, casts, runs the forward and backward on the scaled loss and returns the loss, the
     outputs, the gradients cast to ``param_dtype`` and unscaled, and whether all of them are finite (one
     fused pass per float16 gradient).  The loss scale enters it as an array, so a new scale does not trace
-    again.  Then, when the loss and gradients are finite, the optimizer's fused ``update_and_apply``.
+    again.  Then, when the loss and gradients are finite, the optimizer's fused ``update_and_apply`` (also
+    under :func:`fnnet.jit`, whose replay skips the optimizer's per-call tree checks).
     The results are bitwise those of the eager sequence the module docstring describes."""
 
     def __init__(self, model, loss_fn, optimizer, policy, loss_scale, jit=True, donate=False):
@@ -284,6 +285,11 @@ class MixedPrecisionTrainStep:
 
         self._gradients = jit_function(gradients) if jit else gradients
 
+        def apply(grads, inner, params):  # under jit the plan donates (donate_argnums), as make_train_step's
+            return optimizer.update_and_apply(grads, inner, params, donate=donate and not jit)
+
+        self._apply = jit_function(apply, donate_argnums=(1, 2) if donate else ()) if jit else apply
+
     def init(self, params) -> MixedPrecisionState:
         """``MixedPrecisionState(optimizer.init(params), loss_scale)`` for float32 (``param_dtype``) params."""
         return MixedPrecisionState(self.optimizer.init(params), self.loss_scale)
@@ -300,7 +306,7 @@ class MixedPrecisionTrainStep:
         if np.asarray(y).dtype.kind in "iu":
             metrics["accuracy"] = accuracy(out, y)
         if finite:
-            params, inner = self.optimizer.update_and_apply(grads, opt_state.opt_state, params, donate=self.donate)
+            params, inner = self._apply(grads, opt_state.opt_state, params)
             state = new_state
         else:  # a skipped step changes nothing but the loss scale
             inner = opt_state.opt_state

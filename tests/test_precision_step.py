@@ -123,3 +123,29 @@ def test_half_residuals_that_reshape_an_input_or_the_output_are_stored_without_a
     strided = x[:, ::2]  # widened to a contiguous copy: its reshape is still recognised
     _, (x2, *_) = half.forward(_linear, [strided, w, b], {"relu": True})
     np.testing.assert_array_equal(x2, strided.reshape(-1, 6))
+
+
+def test_donating_step_is_bitwise_the_plain_step_and_gives_up_its_inputs():
+    model = L.Sequential([L.Linear(8), L.ReLU(), L.Linear(3)])
+    rng = np.random.default_rng(3)
+    params = model.init(KEY, (None, 5))
+    opt = optim.adam(1e-2)
+    scale = DynamicLossScale(scale=2.0 ** 18, growth_interval=2)  # the first steps overflow and are skipped
+    steps = [make_mixed_precision_train_step(model, fnnet.losses.softmax_cross_entropy, opt, Policy(), scale,
+                                             donate=donate) for donate in (False, True)]
+    plain, donated = [(fnnet.tree.map(np.copy, params), {}, step.init(fnnet.tree.map(np.copy, params)))
+                      for step in steps]
+    skipped = []
+    for i in range(10):
+        x, y = rng.standard_normal((4, 5)).astype(np.float32), rng.integers(0, 3, 4)
+        *plain, m_plain = steps[0](*plain, x, y, KEY)
+        given = donated
+        *donated, m_donated = steps[1](*donated, x, y, KEY)
+        _same(plain[:2], donated[:2])
+        _same(plain[2].opt_state, donated[2].opt_state)
+        assert m_plain == m_donated
+        skipped.append(m_donated["skipped"])
+        if not m_donated["skipped"]:
+            with pytest.raises(Exception, match="donated"):
+                steps[1](given[0], given[1], given[2], x, y, KEY)
+    assert skipped[0] == 1.0 and 0.0 in skipped  # skipped steps, then updates applied (and donated)

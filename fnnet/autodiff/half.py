@@ -10,6 +10,11 @@ computes and accumulates in float32.
 The conversions default to numpy's ``astype``; ``fnnet.ops`` installs Numba conversion kernels that are
 several times faster (``set_converters``).
 
+A primitive may also compute float16 natively (``def_native``): kernels that read and write half bits
+themselves, bitwise the widen / float32 kernel / narrow sequence above, and saving its residuals exactly as
+that sequence stores them, so either backward can run on them.  The fused ``linear`` does so, which removes
+a full-size conversion pass and float32 copy per input, output and cotangent.
+
 Nothing is cached between calls: every float16 input is widened afresh, so an array changed in place (through
 a view, ``fill``, ``out=``, ``/=``) is always read as it is now.  (An earlier one-slot cache of the last
 narrowed array, keyed by identity, served stale values after in-place changes.)
@@ -45,6 +50,22 @@ def narrow(x):
     return _convert["narrow"](x) if type(x) is np.ndarray and x.dtype == SINGLE else x
 
 
+#: primitive -> (forward, vjp) computing float16 directly, see ``def_native``.
+_native = {}
+
+
+def def_native(prim, fwd, vjp) -> None:
+    """Let ``prim`` run on float16 arrays without widening them.
+
+    ``fwd(*values, **params) -> (float16 output, residuals)`` gets the float16 values (and params with
+    float16 scalars as float32) and must save its residuals exactly as :func:`forward` stores the float32
+    forward's (the same structure: float16 arrays where the float32 forward saves arrays).  ``vjp`` takes
+    ``prim``'s backward arguments (``needs`` when it has an input mask) with a float16 cotangent and returns
+    float16 cotangents.  Both must give bitwise the results of the widening path; a cotangent that is not
+    float16 takes that path."""
+    _native[prim] = (fwd, vjp)
+
+
 def _map_arrays(fn, res):
     if type(res) is tuple:
         return tuple(fn(r) for r in res)
@@ -70,6 +91,11 @@ class _HalfVJP:
         return self.prim.argname(i)
 
     def vjp(self, residuals, g, params, parents=()):
+        native = _native.get(self.prim)
+        if native is not None and type(g) is np.ndarray and g.dtype == HALF:
+            if self.prim.input_mask:
+                return tuple(native[1](residuals, g, needs=tuple(p >= 0 for p in parents), **params))
+            return tuple(native[1](residuals, g, **params))
         grads = self.prim.vjp(_map_arrays(widen, residuals), widen(g), params, parents)
         return tuple(narrow(x) for x in grads)
 
@@ -84,6 +110,11 @@ def forward(prim, values, params):
 
 def _forward(prim, values, params, keep):
     params32 = {k: _param32(v) for k, v in params.items()}
+    native = _native.get(prim)
+    if native is not None and all(type(v) is not np.ndarray or v.dtype.kind != "f" or v.dtype == HALF
+                                  for v in values):
+        out, residuals = native[0](*values, **params32)
+        return out, residuals if keep else None, params32
     wide = [widen(v) for v in values]
     out32, residuals = prim.fwd(*wide, **params32)
     if prim.num_aux:

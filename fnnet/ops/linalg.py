@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import kernels as K
 from ..kernels import broadcast_matmul as KB
-from ..autodiff import primitive
+from ..kernels import dense_half as KH
+from ..autodiff import half, primitive
 from ..autodiff.batching import expand_examples, unbroadcast_examples
 from ._validate import check_float, check_same_dtype, contiguous, value
 
@@ -34,6 +35,34 @@ def _linear_bwd(res, g, needs, relu=False):
 
 
 _linear = primitive("linear", _linear_fwd, _linear_bwd, argnames=("x", "weight", "bias"), input_mask=True)
+
+
+def _bits(a):
+    """A float16 array's bits as a C-contiguous uint16 array (what the half kernels read)."""
+    return contiguous(a).view(np.uint16)
+
+
+def _linear_fwd_half(x, w, b, relu=False):
+    """``_linear_fwd`` on float16 arrays in one kernel (bitwise widen, float32 kernel, narrow); the residuals
+    are the float16 arrays the widening path would store (``fnnet.autodiff.half.def_native``)."""
+    x2 = contiguous(x).reshape(-1, x.shape[-1])
+    w = contiguous(w)
+    has_bias = b is not None
+    y = KH.linear_fwd_half(_bits(x2), _bits(w), _bits(b) if has_bias else _bits(w)[0], has_bias, relu)
+    y = y.view(np.float16)
+    return y.reshape(*x.shape[:-1], w.shape[1]), (x2, w, has_bias, y if relu else None, x.shape)
+
+
+def _linear_bwd_half(res, g, needs, relu=False):
+    x2, w, has_bias, y, x_shape = res
+    g2 = _bits(g).reshape(-1, w.shape[1])
+    gx, gw, gb = KH.linear_bwd_half(_bits(x2), _bits(w), g2, _bits(y) if relu else g2, relu, needs[0], needs[1],
+                                    has_bias and needs[2])
+    return (gx.view(np.float16).reshape(x_shape) if needs[0] else None,
+            gw.view(np.float16) if needs[1] else None, gb.view(np.float16) if has_bias and needs[2] else None)
+
+
+half.def_native(_linear, _linear_fwd_half, _linear_bwd_half)
 
 
 def linear(x, weight, bias=None, *, activation=None):
