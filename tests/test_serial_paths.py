@@ -68,3 +68,12 @@ def test_cross_entropy_serial_rows_match_parallel_rows():
     grad = K.softmax_cross_entropy_bwd(probs, labels, g, 1, np.float32(0.5))
     grad_s = K.softmax_cross_entropy_bwd(probs[:few].copy(), labels[:few].copy(), g[:few].copy(), 1, np.float32(0.5))
     assert grad_s.tobytes() == grad[:few].tobytes()
+
+
+def test_linear_forward_single_block_in_the_calling_thread_matches_the_parallel_blocks():
+    from fnnet.kernels.dense import ROW_BLOCK
+    x = RNG.standard_normal((2 * ROW_BLOCK, 40)).astype(np.float32)
+    w = RNG.standard_normal((40, 24)).astype(np.float32)
+    b = RNG.standard_normal(24).astype(np.float32)
+    one_block = K.linear_fwd(x[:ROW_BLOCK].copy(), w, b, True, True)
+    assert one_block.tobytes() == K.linear_fwd(x, w, b, True, True)[:ROW_BLOCK].tobytes()
