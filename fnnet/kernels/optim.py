@@ -50,16 +50,17 @@ def scale_and_decay_step(g, p, out, scale, weight_decay, add_params):
     n = g.size
     spans = _spans(n)
     if spans == 1:
-        _scale_and_decay_span(0, n, g, p, out, scale, weight_decay, add_params)
+        _scale_and_decay_span(g, p, out, scale, weight_decay, add_params)
     else:
         for s in prange(spans):
-            _scale_and_decay_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, out, scale, weight_decay, add_params)
+            lo, hi = s * SPAN, min(n, (s + 1) * SPAN)
+            _scale_and_decay_span(g[lo:hi], p[lo:hi], out[lo:hi], scale, weight_decay, add_params)
 
 
 @helper
-def _scale_and_decay_span(lo, hi, g, p, out, scale, weight_decay, add_params):
+def _scale_and_decay_span(g, p, out, scale, weight_decay, add_params):
     use_decay = weight_decay != 0
-    for i in range(lo, hi):
+    for i in range(g.size):  # from 0: a loop from an offset does not vectorise (index wraparound)
         pi = p[i]
         if use_decay:
             u = scale * (g[i] + weight_decay * pi)
@@ -86,17 +87,18 @@ def momentum_step(g, p, buf, out, new_buf, scale, momentum, weight_decay, nester
     n = g.size
     spans = _spans(n)
     if spans == 1:
-        _momentum_span(0, n, g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params)
+        _momentum_span(g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params)
     else:
         for s in prange(spans):
-            _momentum_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, buf, out, new_buf, scale, momentum, weight_decay,
-                           nesterov, add_params)
+            lo, hi = s * SPAN, min(n, (s + 1) * SPAN)
+            _momentum_span(g[lo:hi], p[lo:hi], buf[lo:hi], out[lo:hi], new_buf[lo:hi], scale,
+                momentum, weight_decay, nesterov, add_params)
 
 
 @helper
-def _momentum_span(lo, hi, g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params):
+def _momentum_span(g, p, buf, out, new_buf, scale, momentum, weight_decay, nesterov, add_params):
     use_decay = weight_decay != 0
-    for i in range(lo, hi):
+    for i in range(g.size):  # from 0: a loop from an offset does not vectorise (index wraparound)
         pi = p[i]
         d = g[i]
         if use_decay:
@@ -132,17 +134,18 @@ def adam_step(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction
     n = g.size
     spans = _spans(n)
     if spans == 1:
-        _adam_span(0, n, g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2,
+        _adam_span(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2,
                    weight_decay, add_params)
     else:
         for s in prange(spans):
-            _adam_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, m, v, out, new_m, new_v, scale, b1, b2, eps,
-                       bias_correction1, bias_correction2, weight_decay, add_params)
+            lo, hi = s * SPAN, min(n, (s + 1) * SPAN)
+            _adam_span(g[lo:hi], p[lo:hi], m[lo:hi], v[lo:hi], out[lo:hi], new_m[lo:hi], new_v[lo:hi],
+                scale, b1, b2, eps, bias_correction1, bias_correction2, weight_decay, add_params)
 
 
 @helper
-def _adam_span(lo, hi, g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2,
-               weight_decay, add_params):
+def _adam_span(g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_correction1, bias_correction2, weight_decay,
+               add_params):
     one = np.float32(1.0)  # exact; float32 - float32 stays float32, float32 - float64 is float64
     c1 = one - b1
     c2 = one - b2
@@ -150,7 +153,7 @@ def _adam_span(lo, hi, g, p, m, v, out, new_m, new_v, scale, b1, b2, eps, bias_c
     root2 = np.sqrt(bias_correction2)
     decay = scale * weight_decay
     use_decay = weight_decay != 0
-    for i in range(lo, hi):
+    for i in range(g.size):  # from 0: a loop from an offset does not vectorise (index wraparound)
         pi = p[i]
         gi = g[i]
         mi = b1 * m[i] + c1 * gi
@@ -188,20 +191,22 @@ def rmsprop_step(g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf,
     n = g.size
     spans = _spans(n)
     if spans == 1:
-        _rmsprop_span(0, n, g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha,
+        _rmsprop_span(g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha,
                       eps, momentum, use_momentum, centered, add_params)
     else:
         for s in prange(spans):
-            _rmsprop_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, square_avg, momentum_buf, grad_avg, out, new_sq,
-                          new_buf, new_avg, scale, alpha, eps, momentum, use_momentum, centered, add_params)
+            lo, hi = s * SPAN, min(n, (s + 1) * SPAN)
+            _rmsprop_span(g[lo:hi], p[lo:hi], square_avg[lo:hi], momentum_buf[lo:hi], grad_avg[lo:hi],
+                out[lo:hi], new_sq[lo:hi], new_buf[lo:hi], new_avg[lo:hi], scale, alpha, eps, momentum, use_momentum,
+                centered, add_params)
 
 
 @helper
-def _rmsprop_span(lo, hi, g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha, eps,
+def _rmsprop_span(g, p, square_avg, momentum_buf, grad_avg, out, new_sq, new_buf, new_avg, scale, alpha, eps,
                   momentum, use_momentum, centered, add_params):
     one = np.float32(1.0)
     c = one - alpha
-    for i in range(lo, hi):
+    for i in range(g.size):  # from 0: a loop from an offset does not vectorise (index wraparound)
         pi = p[i]
         gi = g[i]
         si = alpha * square_avg[i] + c * gi * gi
@@ -242,15 +247,17 @@ def adagrad_step(g, p, acc, out, new_acc, scale, eps, add_params):
     n = g.size
     spans = _spans(n)
     if spans == 1:
-        _adagrad_span(0, n, g, p, acc, out, new_acc, scale, eps, add_params)
+        _adagrad_span(g, p, acc, out, new_acc, scale, eps, add_params)
     else:
         for s in prange(spans):
-            _adagrad_span(s * SPAN, min(n, (s + 1) * SPAN), g, p, acc, out, new_acc, scale, eps, add_params)
+            lo, hi = s * SPAN, min(n, (s + 1) * SPAN)
+            _adagrad_span(g[lo:hi], p[lo:hi], acc[lo:hi], out[lo:hi], new_acc[lo:hi], scale, eps,
+                add_params)
 
 
 @helper
-def _adagrad_span(lo, hi, g, p, acc, out, new_acc, scale, eps, add_params):
-    for i in range(lo, hi):
+def _adagrad_span(g, p, acc, out, new_acc, scale, eps, add_params):
+    for i in range(g.size):  # from 0: a loop from an offset does not vectorise (index wraparound)
         pi = p[i]
         gi = g[i]
         a = acc[i] + gi * gi
