@@ -9,7 +9,8 @@ of looping over a step list removes the per-step interpretation cost: what is le
 Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a
 64-wide MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing,
 while a convolution wants every core.  The first :data:`TRIAL_REPLAYS` replays alternate between the
-calling thread's count and one thread, then the faster (median) is kept.  Results do not depend on the
+calling thread's count and one thread; one thread is kept when its fastest replay beats the other's by
+5% (the fastest: other processes on the machine only ever add time).  Results do not depend on the
 count: every kernel's chunking is fixed (docs/design.md, "Determinism").
 """
 
@@ -25,7 +26,7 @@ from ..kernels._jit import swap_threads
 __all__ = ["Plan", "TRIAL_REPLAYS"]
 
 #: Replays a plan spends measuring its thread count (half with the caller's count, half with one thread).
-TRIAL_REPLAYS = 8
+TRIAL_REPLAYS = 10
 
 
 class Plan:
@@ -93,7 +94,8 @@ class Plan:
                 swap_threads(previous)
         (single if one else own).append(time.perf_counter() - start)
         if len(single) >= TRIAL_REPLAYS // 2 and self.threads is None:
-            self.threads = 1 if np.median(single) < np.median(own) else 0
+            # the fastest of each (other processes only ever add time), one thread only when clearly faster
+            self.threads = 1 if min(single) < 0.95 * min(own) else 0
         elif len(own) == 1 and not single and _caller_threads() == 1:
             self.threads = 0  # the caller already runs one thread: nothing to choose
         return results
