@@ -94,6 +94,25 @@ def fnnet16_step(workload, batch=None):
     return run
 
 
+def fnnet32_train_step(workload, batch=None):
+    """The float32 counterpart of :func:`fnnet16_step`: ``fnnet.train.make_train_step`` (jitted, with the
+    same metrics and a finite check of the loss and gradients, as the mixed-precision step has)."""
+    import fnnet
+
+    model = fnnet_model(workload)
+    x, y = data(workload, batch)
+    params = model.init(fnnet.random.key(0), (None, *SHAPES[workload]["in"]))
+    opt = fnnet.optim.sgd(LR)
+    step = fnnet.train.make_train_step(model, fnnet.losses.softmax_cross_entropy, opt)
+    box = {"params": params, "opt": opt.init(params)}
+    key = fnnet.random.key(1)
+
+    def run():
+        box["params"], _, box["opt"], _ = step(box["params"], {}, box["opt"], x, y, key)
+
+    return run
+
+
 def _accumulation_step(workload, batch, threads):
     """Gradient of ``batch`` examples as 4 micro-batches, combined by ``fnnet.optim.accumulate_gradients``
     in ``threads`` Python threads (the result is the same bits for any thread count)."""
@@ -217,5 +236,6 @@ def jax_step(workload, batch=None):
     return step
 
 
-BUILDERS = {"fnnet": fnnet_step, "fnnet_eager": lambda w, b=None: fnnet_step(w, b, jit=False), "fnnet16": fnnet16_step, "fnnet_accum1": fnnet_accumulate_serial,
+BUILDERS = {"fnnet": fnnet_step, "fnnet_eager": lambda w, b=None: fnnet_step(w, b, jit=False), "fnnet16": fnnet16_step,
+            "fnnet32_train": fnnet32_train_step, "fnnet_accum1": fnnet_accumulate_serial,
             "fnnet_accum2": fnnet_accumulate_threads, "torch": torch_step, "numpy": numpy_step, "jax": jax_step}
