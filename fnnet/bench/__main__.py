@@ -78,8 +78,9 @@ def _peers(workload, notes):
     return peers
 
 
-def run_training(workloads, cfg, notes, rounds=3):
-    """One row per workload: median ms per framework, ratios fnnet / peer, their ranges over rounds."""
+def run_training(workloads, cfg, notes, rounds=3, cold=False):
+    """One row per workload: median ms per framework, ratios fnnet / peer, their ranges over rounds; with
+    ``cold``, also the jitted step's first call in a process whose kernel cache starts empty."""
     rows = {}
     for w in workloads:
         peers = _peers(w, notes)
@@ -90,6 +91,12 @@ def run_training(workloads, cfg, notes, rounds=3):
         rows[w] = {**row["median"], "ratios": row["ratio"], "range": row["range"], "ratio_range": row["ratio_range"],
                    "first_call_ms": first, "rounds": rounds, "contamination": evidence,
                    "threading_layer": measure.threading_layer(times)}
+        if cold:
+            with tempfile.TemporaryDirectory() as cache:
+                result = measure.worker("fnnet", w, **cfg, env_vars=measure.env(cfg["threads"], {"NUMBA_CACHE_DIR": cache}))
+            rows[w]["first_call_cold_ms"] = result["first_ms"]
+            print(f"{w:<9}first call of the jitted step with an empty kernel cache: {result['first_ms'] / 1e3:.1f} s",
+                  flush=True)
         text = "  ".join(f"{p} {_fmt(row['median'][p])} ms ({row['ratio'][p]:.2f}x)" for p in peers)
         print(f"{w:<9}{_mark(evidence)}fnnet {_fmt(row['median']['fnnet'])} ms   {text}   first call (trace): "
               f"fnnet {_fmt(first.get('fnnet'))} ms, eager {_fmt(first.get('fnnet_eager'))} ms", flush=True)
@@ -293,6 +300,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a few steps of each measurement (a smoke test)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of each training and op row")
+    p.add_argument("--cold-first-call", action="store_true",
+                   help="training rows: also time the jitted step's first call with an empty kernel cache (minutes)")
     args = p.parse_args(argv)
     workloads = args.workload or list(ALL)
     cfg = {"threads": args.threads, "repeats": 1 if args.quick else 7, "min_time": 0.0 if args.quick else 0.2}
@@ -302,7 +311,7 @@ def main(argv=None):
     if training:
         print("== training step (forward + backward + update: SGD; Adam for gru, AdamW for attention and charlm), "
               "median ms ==")
-        results["training"] = run_training(training, cfg, notes, rounds=results["rounds"])
+        results["training"] = run_training(training, cfg, notes, rounds=results["rounds"], cold=args.cold_first_call)
     for name, (heading, run) in _sections(args, cfg, notes).items():
         if name in workloads:
             print(f"== {heading} ==", flush=True)

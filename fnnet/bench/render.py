@@ -196,7 +196,7 @@ def training(runs):
     for p in peers:
         header += [f"{PEER_NAMES[p]} ms", f"fnnet / {PEER_NAMES[p]}"]
     if jitted:
-        header += ["first call: jit / eager ms"]
+        header += ["first call: jit / eager ms (jit, empty kernel cache)"]
     rows = []
     for w in _rows(runs, "training"):
         name = _name(f"`{w}` ({TRAINING_LABELS.get(w, w)})", runs, "training", w)
@@ -205,8 +205,10 @@ def training(runs):
             cells += [fmt_ms(cell(runs, "training", w, p)[0]),
                       fmt_ratio(*cell(runs, "training", w, "ratios", p, spread_path=("ratio_range", p)))]
         if jitted:
+            cold = cell(runs, "training", w, "first_call_cold_ms")[0]
             cells.append(f"{fmt_ms(cell(runs, 'training', w, 'first_call_ms', 'fnnet')[0])} / "
-                         f"{fmt_ms(cell(runs, 'training', w, 'first_call_ms', 'fnnet_eager')[0])}")
+                         f"{fmt_ms(cell(runs, 'training', w, 'first_call_ms', 'fnnet_eager')[0])}"
+                         + ("" if cold is None else f" (empty cache: {cold / 1e3:.1f} s)"))
         rows.append(cells)
     return smoke_note(runs) + table(header, rows) + footnotes(runs, "training") + "\n\n" + caption(runs)
 
