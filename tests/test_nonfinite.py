@@ -115,3 +115,16 @@ def test_train_step_names_the_param_whose_gradient_is_not_finite():
     x = np.ones((2, 3), dtype=np.float32)
     with pytest.raises(fnnet.train.NonFiniteError, match="gradient of the param '0/(bias|weight)'"):
         step(params, {}, opt.init(params), x, np.zeros((2, 2), np.float32), fnnet.random.key(0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_kernel_finds_one_bad_value_anywhere(dtype):
+    from fnnet.kernels import all_finite
+
+    x = np.random.default_rng(0).standard_normal(70_000).astype(dtype)
+    assert all_finite(x) and all_finite(x[:0]) and all_finite(np.full(9, np.finfo(dtype).max, dtype))
+    for where in (0, 16_383, 16_384, 69_999):  # chunk edges included
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[where] = bad
+            assert not all_finite(y)

@@ -5,7 +5,7 @@ from .arithmetic import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .half import float32_to_half, half_to_float32  # noqa: F401
-from .stats import histogram, summary_stats  # noqa: F401
+from .stats import all_finite, histogram, summary_stats  # noqa: F401
 from .indexing import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403

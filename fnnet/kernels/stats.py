@@ -1,6 +1,7 @@
-"""One-pass summary statistics of an array (for activation tracking), and a fixed-range histogram.
+"""One-pass summary statistics of an array (for activation tracking), a fixed-range histogram, and the
+finiteness test of training steps.
 
-Both read a flat array once, in fixed chunks combined in index order, so results do not depend on the
+Each reads a flat array once, in fixed chunks combined in index order, so results do not depend on the
 thread count and nothing of the size of the input is allocated.
 """
 
@@ -8,6 +9,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
+
+__all__ = ["summary_stats", "histogram", "all_finite"]
 
 CHUNK = 16384
 
@@ -87,3 +90,24 @@ def histogram(x, lo, hi, bins):
         for b in range(bins):
             out[b] += part[c, b]
     return out
+
+
+@kernel(reduction=True)
+def all_finite(x):
+    """True when no element of flat ``x`` is NaN or infinite: ``x * 0`` is 0 for a finite value and NaN
+    otherwise, and one NaN makes a sum NaN in any order (so the vectorised, chunked sum cannot miss one)."""
+    n = x.size
+    nchunks = max((n + CHUNK - 1) // CHUNK, 1)
+    partial = np.zeros(nchunks, dtype=x.dtype)
+    zero = np.zeros(1, dtype=x.dtype)[0]  # 0 in x's dtype: the sum stays in it
+    for c in prange(nchunks):
+        chunk = x[c * CHUNK:min(n, (c + 1) * CHUNK)]
+        s = zero
+        for i in range(chunk.size):
+            s += chunk[i] * zero
+        partial[c] = s
+    total = zero
+    for c in range(nchunks):
+        total += partial[c]
+    return total == 0
+
