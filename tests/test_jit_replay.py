@@ -182,3 +182,9 @@ def test_an_input_a_later_step_still_reads_is_not_overwritten():
         *e, le = step(*e, x, y)
         *d, ld = jitted(*d, x, y)
         assert _bits((e, le)) == _bits((d, ld))
+
+
+def test_the_benchmarks_warm_up_past_the_thread_trial():
+    from fnnet.bench.timing import WARMUP
+
+    assert WARMUP > TRIAL_REPLAYS  # no timed call of a jitted step is a trial replay

@@ -149,7 +149,8 @@ def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=
         with _RssSampler() as sampler:
             train_step()
         growth.append(None if before is None else sampler.peak - before)
-    step_ms = timing.median_ms(train_step, warmup=1, repeats=repeats, min_time=0.0 if repeats <= 1 else 0.2)
+    step_ms = timing.median_ms(train_step, warmup=1 if repeats <= 1 else timing.WARMUP, repeats=repeats,
+                               min_time=0.0 if repeats <= 1 else 0.2)
     return {
         "mode": mode, "model": model, "peak_tape_bytes": int(peak_tape),
         "param_bytes": fnnet.tree.nbytes(params),

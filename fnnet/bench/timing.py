@@ -7,7 +7,12 @@ import statistics
 import time
 
 
-def median_ms(fn, *, warmup=3, repeats=7, min_time=0.05, max_steps=1000):
+#: Calls before timing starts: more than a jitted plan's thread trial (``fnnet.jit._plan.TRIAL_REPLAYS``
+#: replays alternating thread counts), so no timed call is a trial replay; the same for every framework.
+WARMUP = 12
+
+
+def median_ms(fn, *, warmup=WARMUP, repeats=7, min_time=0.05, max_steps=1000):
     """Median over ``repeats`` runs of the mean time of ``fn()`` in milliseconds.
 
     Each run calls ``fn`` enough times to last at least ``min_time`` seconds (decided once, after warm-up).
