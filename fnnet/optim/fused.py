@@ -112,7 +112,7 @@ class _LeafPass:
             ps = leaves[p_at:p_at + n] if reads_params else gs
             bufs = {f: leaves[starts[f]:starts[f] + n] if f in active else None for f in fields}
             outs = LeafOutputs(where, treedef, gs, ps, bufs, apply=apply, donate=False)
-            for name, start in sources.items():  # donated by jit: written in place where possible
+            for name, start in sources.items() if writable else ():  # donated to jit: written in place
                 for i in range(n):
                     if start + i in writable:
                         outs.flat[name][i] = output_for(leaves[start + i], True)
