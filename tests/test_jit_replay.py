@@ -9,7 +9,7 @@ import pytest
 import fnnet
 from fnnet import layers as L
 from fnnet import optim
-from fnnet.autodiff.recording import _FlatHostCall, _HostCall
+from fnnet.autodiff.recorded_steps import FlatHostCall, HostCall
 from fnnet.jit._plan import TRIAL_REPLAYS
 
 RNG = np.random.default_rng(3)
@@ -32,7 +32,7 @@ def _bits(t):
 def _host_steps(jitted):
     (plan,) = jitted.plans()
     fns = plan._replay.__globals__
-    return [fns[k] for k in fns if k[0] == "f" and k[1:].isdigit() and isinstance(fns[k], (_FlatHostCall, _HostCall))]
+    return [fns[k] for k in fns if k[0] == "f" and k[1:].isdigit() and isinstance(fns[k], (FlatHostCall, HostCall))]
 
 
 OPTIMIZERS = {
@@ -66,7 +66,7 @@ def test_fused_optimizers_replay_as_flat_steps_bitwise_eager(name, fused_step):
         e = step(*e, x, y)
         j = jitted(*j, x, y)
         assert _bits(e) == _bits(j)
-    optimizer_steps = [s for s in _host_steps(jitted) if isinstance(s, _FlatHostCall)]
+    optimizer_steps = [s for s in _host_steps(jitted) if isinstance(s, FlatHostCall)]
     assert len(optimizer_steps) == 1  # the update ran as its flat specialisation, not the tree-level call
 
 
@@ -84,7 +84,7 @@ def test_donating_update_is_recorded_whole_and_stays_bitwise():
         e = step(*e, x, y)
         j = jitted(*j, x, y)
         assert _bits(e) == _bits(j)
-    assert not any(isinstance(s, _FlatHostCall) for s in _host_steps(jitted))
+    assert not any(isinstance(s, FlatHostCall) for s in _host_steps(jitted))
 
 
 @pytest.mark.parametrize("threads", [0, 1])

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import tree
 from . import half
+from . import recorded_steps as steps
 from .tape import Tape, Tracer
 
 __all__ = ["Recorder", "ConcretizationError", "current", "using", "suspended", "host_step", "check", "jit_index",
@@ -193,7 +194,7 @@ class Recorder:
         slots = tuple(self.new_slot(out_leaves[i]) for i in positions)
         step = self._specialized(fn, call_args, call_kwargs, values, tuple(dynamic), [out_leaves[i] for i in positions])
         if step is None:
-            step = _HostCall(fn, treedef, values, tuple(dynamic), positions)
+            step = steps.HostCall(fn, treedef, values, tuple(dynamic), positions)
         self.step(step, [self.slot_of(leaves[i]) for i in dynamic], slots)
         wrapped = list(out_leaves)
         for i, slot in zip(positions, slots):
@@ -212,7 +213,7 @@ class Recorder:
         same = len(again) == len(outputs) and all(
             type(a) is np.ndarray and a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
             for a, b in zip(again, outputs))
-        return _FlatHostCall(fast, values, dynamic) if same else None
+        return steps.FlatHostCall(fast, values, dynamic) if same else None
 
     def call_primitive(self, prim, args, params):
         """``prim(*args, **params)`` with traced arguments: run it now and record it (under ``grad`` also
@@ -235,7 +236,7 @@ class Recorder:
                 static[k] = v
         is_half = not prim.raw_dtypes and any(type(v) is np.ndarray and v.dtype == half.HALF for v in values)
         if grad_tape is None:
-            fn = _HalfForward(prim) if is_half else _Forward(prim)
+            fn = steps.HalfForward(prim) if is_half else steps.Forward(prim)
             out = self.run(fn, values, full)
             if prim.num_aux:
                 slots = tuple(self.new_slot(o) for o in out)
@@ -247,7 +248,7 @@ class Recorder:
         return self._record_traced(prim, grad_tape, args, values, ins, static, dynamic, full, is_half)
 
     def _record_traced(self, prim, tape, args, values, ins, static, dynamic, full, is_half):
-        fn = _HalfTracedForward(prim) if is_half else _TracedForward(prim)
+        fn = steps.HalfTracedForward(prim) if is_half else steps.TracedForward(prim)
         outputs = self.run(fn, values, full)  # (y, *aux, residuals)
         slots = tuple(self.new_slot(o) for o in outputs)
         self.step(fn, ins, slots, static, dynamic)
@@ -275,97 +276,6 @@ def _foreign(where):
         f"{where}: got a traced value from another trace (a jit or grad call that has returned, or another "
         "thread's); return plain values from jitted and differentiated functions"
     )
-
-
-class _Forward:
-    """Step: a primitive's forward outside ``grad`` (its output only)."""
-
-    __slots__ = ("prim",)
-
-    def __init__(self, prim):
-        self.prim = prim
-
-    def __call__(self, *values, **params):
-        result = self.prim.fwd(*values, **params)
-        if not self.prim._fwd_checked:
-            self.prim._check_first_forward(result, values)
-        return result[0]
-
-
-class _HalfForward(_Forward):
-    """Step: a primitive's forward on float16 arguments outside ``grad`` (``fnnet.autodiff.half``)."""
-
-    __slots__ = ()
-
-    def __call__(self, *values, **params):
-        return half.call(self.prim, None, values, params)
-
-
-class _TracedForward(_Forward):
-    """Step: a primitive's forward under ``grad``: ``(y, *aux, residuals)``."""
-
-    __slots__ = ()
-
-    def __call__(self, *values, **params):
-        result = self.prim.fwd(*values, **params)
-        if not self.prim._fwd_checked:
-            self.prim._check_first_forward(result, values)
-        out, residuals = result
-        return (*out, residuals) if self.prim.num_aux else (out, residuals)
-
-
-class _HalfTracedForward(_Forward):
-    """Step: ``_TracedForward`` on float16 arguments: float16 outputs, residuals stored as the tape stores them."""
-
-    __slots__ = ()
-
-    def params32(self, params):
-        return {k: half._param32(v) for k, v in params.items()}
-
-    def __call__(self, *values, **params):
-        out, residuals = half.forward(self.prim, values, params)
-        return (*out, residuals) if self.prim.num_aux else (out, residuals)
-
-
-class _HostCall:
-    """Step: a host function on the call's leaves with the dynamic ones replaced; its array outputs."""
-
-    __slots__ = ("fn", "treedef", "leaves", "dynamic", "positions")
-
-    def __init__(self, fn, treedef, leaves, dynamic, positions):
-        self.fn, self.treedef, self.dynamic, self.positions = fn, treedef, dynamic, positions
-        self.leaves = [None if i in dynamic else v for i, v in enumerate(leaves)]
-
-    def __call__(self, *values):
-        leaves = list(self.leaves)
-        for i, v in zip(self.dynamic, values):
-            leaves[i] = v
-        args, kwargs = tree.unflatten(self.treedef, leaves)
-        out_leaves = tree.leaves(self.fn(*args, **kwargs))
-        return tuple(np.asarray(out_leaves[i]) for i in self.positions)
-
-
-class _FlatHostCall:
-    """Step: a host function's flat specialisation on the call's leaves with the dynamic ones replaced."""
-
-    __slots__ = ("fast", "leaves", "dynamic", "writable")
-
-    def __init__(self, fast, leaves, dynamic, writable=frozenset()):
-        self.fast, self.dynamic, self.writable = fast, dynamic, writable
-        self.leaves = [None if i in dynamic else v for i, v in enumerate(leaves)]
-
-    def writing_into(self, positions) -> "_FlatHostCall":
-        """This step writing its results over the input leaves at ``positions`` (of those it can: the
-        leaves its outputs replace, ``fast.sources``), e.g. buffers donated to a jit plan."""
-        step = _FlatHostCall(self.fast, [], self.dynamic, frozenset(positions) & frozenset(self.fast.sources))
-        step.leaves = self.leaves
-        return step
-
-    def __call__(self, *values):
-        leaves = list(self.leaves)
-        for i, v in zip(self.dynamic, values):
-            leaves[i] = v
-        return tuple(self.fast(leaves, self.writable))
 
 
 def host_step(fn):
@@ -412,4 +322,4 @@ def check(fn, *args) -> None:
     values = [leaf.value if type(leaf) is Tracer else leaf for leaf in leaves]
     recorder.run(fn, tree.unflatten(treedef, values)[0])
     if dynamic:
-        recorder.step(_HostCall(fn, treedef, values, dynamic, ()), [recorder.slot_of(leaves[i]) for i in dynamic], None)
+        recorder.step(steps.HostCall(fn, treedef, values, dynamic, ()), [recorder.slot_of(leaves[i]) for i in dynamic], None)
