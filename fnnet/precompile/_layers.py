@@ -168,3 +168,5 @@ def _loss_and_optimizer(model, in_shape, dtype, num_classes, optimizer):
         params = model.init(fnrandom.key(0), _concrete(in_shape), dtype)
         state = optimizer.init(params)
         optimizer.update(tree.zeros_like(params), state, params)
+        if np.dtype(dtype) in (np.float32, np.float64):  # make_train_step's finite check of loss and gradients
+            kernels.all_finite(np.zeros(1, dtype))
