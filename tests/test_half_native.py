@@ -9,6 +9,7 @@ import fnnet
 from fnnet import ops
 from fnnet.autodiff import half
 from fnnet.kernels import half as half_kernels
+from fnnet.kernels._jit import SERIAL_WORK
 from fnnet.ops.linalg import _linear
 
 SHAPES = [((128, 784), 256), ((5, 7), 3), ((1, 1), 1), ((0, 4), 3), ((2, 1, 5), 1), ((1030, 33), 17),
@@ -106,13 +107,13 @@ def test_native_linear_falls_back_to_the_widening_backward_for_a_float32_cotange
 
 def _parallel_path(kernel, a, *args):
     """``kernel`` on ``a`` padded to a size its parallel loop takes, cut back to ``a``'s size."""
-    padded = np.concatenate([a, np.zeros(half_kernels.SERIAL_BELOW, a.dtype)])
+    padded = np.concatenate([a, np.zeros(SERIAL_WORK, a.dtype)])
     out = kernel(padded, *args)
     return (out[0][: a.size], *out[1:]) if isinstance(out, tuple) else out[: a.size]
 
 
-@pytest.mark.parametrize("size", [0, 1, 7, half_kernels.SERIAL_BELOW - 1, half_kernels.SERIAL_BELOW,
-                                  half_kernels.SERIAL_BELOW + 3])
+@pytest.mark.parametrize("size", [0, 1, 7, SERIAL_WORK - 1, SERIAL_WORK,
+                                  SERIAL_WORK + 3])
 def test_conversions_are_the_same_bits_on_both_sides_of_the_serial_threshold(size):
     bits = np.resize(np.arange(1 << 16, dtype=np.uint16), size)  # every half value, NaNs and infinities too
     widened = half_kernels.half_to_float32(bits)

@@ -8,7 +8,7 @@ widening every input, running the float32 kernel and narrowing its outputs, with
 copies of the inputs and outputs or a conversion pass (and kernel launch) per array.  Each kernel launches
 as few parallel loops as it can (a launch costs more than converting a small matrix, and far more on a busy
 machine): the backward widens every row it needs in one loop and runs both products in another; matrices
-under ``SERIAL_BELOW`` elements are widened serially.
+under ``SERIAL_WORK`` elements are widened serially.
 
 Shapes as in :mod:`.dense`: ``x (n, in)``, ``w (in, out)``, ``b (out,)``, ``y``/``g (n, out)``.
 """
@@ -16,10 +16,10 @@ Shapes as in :mod:`.dense`: ``x (n, in)``, ``w (in, out)``, ``b (out,)``, ``y``/
 import numpy as np
 from numba import prange
 
-from ._jit import helper, kernel
+from ._jit import SERIAL_WORK, helper, kernel
 from .blas import gemm
 from .dense import WEIGHT_BLOCKS, _row_block, column_sums
-from .half import SERIAL_BELOW, float_to_half_bits, half_bits_to_float
+from .half import float_to_half_bits, half_bits_to_float
 
 
 @helper
@@ -43,7 +43,7 @@ def linear_fwd_half(x, w, b, has_bias, relu):
     n, k = x.shape
     m = w.shape[1]
     w32 = np.empty((k, m), dtype=np.float32)
-    if k * m < SERIAL_BELOW:
+    if k * m < SERIAL_WORK:
         for i in range(k):
             _widen_row(w, w32, i)
     else:
@@ -104,7 +104,7 @@ def linear_bwd_half(x, w, g, y, relu, need_x, need_w, need_b):
     w32 = np.empty((k if need_x else 0, m), dtype=np.float32)
     x32 = np.empty((n if need_w else 0, k), dtype=np.float32)
     rows = n + w32.shape[0] + x32.shape[0]
-    if g32.size + w32.size + x32.size < SERIAL_BELOW:
+    if g32.size + w32.size + x32.size < SERIAL_WORK:
         for r in range(rows):
             _widen_bwd_row(r, x, w, g, y, relu, x32, w32, g32)
     else:

@@ -11,7 +11,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from ._jit import kernel
+from ._jit import SERIAL_WORK, kernel
 
 
 @intrinsic
@@ -40,16 +40,13 @@ def float_to_half_bits(typingctx, value):
     return types.uint16(types.float32), codegen
 
 
-#: Below this many elements a conversion runs serially: a parallel launch costs more than the pass itself
-#: (measured ~15 us per call for small arrays against ~1 us serially).
-SERIAL_BELOW = 1 << 15
 
 
 @kernel
 def half_to_float32(bits):
     """(n,) uint16 half bits -> (n,) float32."""
     out = np.empty(bits.size, dtype=np.float32)
-    if bits.size < SERIAL_BELOW:
+    if bits.size < SERIAL_WORK:
         for i in range(bits.size):
             out[i] = half_bits_to_float(bits[i])
         return out
@@ -62,7 +59,7 @@ def half_to_float32(bits):
 def float32_to_half(x):
     """(n,) float32 -> (n,) uint16 half bits."""
     out = np.empty(x.size, dtype=np.uint16)
-    if x.size < SERIAL_BELOW:
+    if x.size < SERIAL_WORK:
         for i in range(x.size):
             out[i] = float_to_half_bits(x[i])
         return out
@@ -75,7 +72,7 @@ def float32_to_half(x):
 def half_to_float32_scaled(bits, factor):
     """(n,) uint16 half bits times float32 ``factor`` -> ((n,) float32, count of NaN or infinite results)."""
     out = np.empty(bits.size, dtype=np.float32)
-    if bits.size < SERIAL_BELOW:
+    if bits.size < SERIAL_WORK:
         serial_count = 0
         for i in range(bits.size):
             value = half_bits_to_float(bits[i]) * factor
