@@ -363,11 +363,19 @@ def test_sequential_fuses_linear_relu_bitwise_identically():
         fused.apply({**params, "1": {"w": np.zeros(1)}}, x)
 
 
-def test_sequential_fuses_conv_relu_bitwise_identically():
-    model = L.Sequential([L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Linear(2)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_sequential_fuses_conv_relu_bitwise_identically(groups):
+    """The fused Conv2D -> ReLU (whose backward masks the cotangent inside the convolution kernels, one
+    sample at a time) gives bitwise the separate ops' output and gradients, the input's included, also
+    where the pre-activation is NaN or exactly zero."""
+    model = L.Sequential([L.Conv2D(4, 3, padding=1, groups=groups), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
+                          L.Linear(2)])
     assert model._fused_activation[:2] == ("relu", None)
     x = np.random.default_rng(1).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    x[1, :, 2, 3] = np.nan  # NaN outputs: the mask passes their cotangent, as relu_bwd does
     params = model.init(KEY, x)
+    params["0"]["bias"][:] = 0.0
+    x[2] = 0.0  # outputs exactly 0: masked
 
     def unfused(p, xv):
         h = xv
@@ -376,7 +384,7 @@ def test_sequential_fuses_conv_relu_bitwise_identically():
         return h
 
     np.testing.assert_array_equal(model.apply(params, x), unfused(params, x))
-    g1 = fnnet.grad(lambda p: ops.sum(model.apply(p, x)))(params)
-    g2 = fnnet.grad(lambda p: ops.sum(unfused(p, x)))(params)
+    g1 = fnnet.grad(lambda p, xv: ops.sum(model.apply(p, xv)), argnums=(0, 1))(params, x)
+    g2 = fnnet.grad(lambda p, xv: ops.sum(unfused(p, xv)), argnums=(0, 1))(params, x)
     for a, b in zip(fnnet.tree.leaves(g1), fnnet.tree.leaves(g2)):
         np.testing.assert_array_equal(a, b)

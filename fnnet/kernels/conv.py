@@ -45,7 +45,7 @@ and ``pad_axis_bwd`` adds the cotangent back through the same map, serially per 
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import helper, kernel
 from .blas import gemm
 
 __all__ = ["conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight", "WEIGHT_GRAD_CHUNKS", "pad_axis_fwd",
@@ -207,14 +207,32 @@ def conv2d_fwd(x, w3, b, has_bias, relu, sh, sw, pad_top, pad_left, dh, dw, kh, 
     return y.reshape(N, groups * og, oh, ow)
 
 
+@helper
+def _cotangent(gy4, y4, n, relu):
+    """Sample ``n`` of the output cotangent ``(groups, O/groups, oh*ow)``; with ``relu`` (the fused ReLU's
+    backward) a private copy that is 0 where the saved output ``y4[n]`` is <= 0 (NaN passes, as ``relu_bwd``).
+    Masking one sample at a time, in cache, spares the full-size masked cotangent a separate pass would make."""
+    if not relu:
+        return gy4[n]
+    groups, og, L = gy4.shape[1], gy4.shape[2], gy4.shape[3]
+    masked = np.empty((groups, og, L), dtype=gy4.dtype)
+    for g in range(groups):
+        for o in range(og):
+            for l in range(L):
+                masked[g, o, l] = 0.0 if y4[n, g, o, l] <= 0 else gy4[n, g, o, l]
+    return masked
+
+
 @kernel
-def conv2d_bwd_input(gy, w3, H, W, sh, sw, pad_top, pad_left, dh, dw, kh, kw):
-    """Cotangent of x: ``(N, C, H, W)`` from ``gy (N, O, oh, ow)``."""
+def conv2d_bwd_input(gy, y, relu, w3, H, W, sh, sw, pad_top, pad_left, dh, dw, kh, kw):
+    """Cotangent of x: ``(N, C, H, W)`` from ``gy (N, O, oh, ow)``, masked by the fused ReLU when ``relu``
+    (``y``: the saved output; any array of ``gy``'s shape otherwise)."""
     N, O, oh, ow = gy.shape
     groups, og, kg = w3.shape
     C = groups * (kg // (kh * kw))
     L = oh * ow
     gy4 = gy.reshape(N, groups, og, L)
+    y4 = y.reshape(N, groups, og, L)
     gx = np.zeros((N, C, H, W), dtype=gy.dtype)
     direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pad_top == 0 and pad_left == 0 and oh == H and ow == W
     gx3 = gx.reshape(N, C, H * W)
@@ -224,23 +242,26 @@ def conv2d_bwd_input(gy, w3, H, W, sh, sw, pad_top, pad_left, dh, dw, kh, kw):
         else:
             dcols = np.empty((C * kh * kw, L), dtype=gy.dtype)
         dcols3 = dcols.reshape(groups, kg, L)
+        gyn = _cotangent(gy4, y4, n, relu)
         for g in range(groups):
-            gemm(w3[g].T, gy4[n, g], dcols3[g])
+            gemm(w3[g].T, gyn[g], dcols3[g])
         if not direct:
             _col2im_add(dcols, gx[n], kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
     return gx
 
 
 @kernel(reduction=True)
-def conv2d_bwd_weight(x, gy, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, need_bias):
+def conv2d_bwd_weight(x, gy, y, relu, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, need_bias):
     """Cotangents of the weight ``(groups, O/groups, C/groups*kh*kw)`` and bias ``(O,)`` (empty unless
-    ``need_bias``): fixed sample chunks, each summed in order, combined in chunk order."""
+    ``need_bias``): fixed sample chunks, each summed in order, combined in chunk order.  ``gy`` is masked
+    by the fused ReLU when ``relu`` (as in :func:`conv2d_bwd_input`)."""
     N, C, H, W = x.shape
     _, O, oh, ow = gy.shape
     og = O // groups
     kg = (C // groups) * kh * kw
     L = oh * ow
     gy4 = gy.reshape(N, groups, og, L)
+    y4 = y.reshape(N, groups, og, L)
     direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pad_top == 0 and pad_left == 0 and oh == H and ow == W
     x3 = x.reshape(N, C, H * W)
     nchunks = min(N, WEIGHT_GRAD_CHUNKS)
@@ -259,14 +280,15 @@ def conv2d_bwd_weight(x, gy, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, 
             else:
                 _im2col(x[n], cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
             cols3 = cols.reshape(groups, kg, L)
+            gyn = _cotangent(gy4, y4, n, relu)
             for g in range(groups):  # the chunk's samples summed in order, inside BLAS (beta = 1 after the first)
-                gemm(gy4[n, g], cols3[g].T, partial[ch, g], 1.0, 0.0 if n == start else 1.0)
+                gemm(gyn[g], cols3[g].T, partial[ch, g], 1.0, 0.0 if n == start else 1.0)
             if need_bias:
                 for g in range(groups):
                     for o in range(og):
                         s = 0.0
                         for l in range(L):
-                            s += gy4[n, g, o, l]
+                            s += gyn[g, o, l]
                         partial_b[ch, g * og + o] += s
     gw = partial[0].copy()
     for ch in range(1, nchunks):

@@ -79,7 +79,9 @@ class Sequential(_Container):
     ``fusable_activations`` holds the activation's ``fused_activation``: ``Linear`` or ``Conv2D`` then
     ``ReLU``) runs as one fused kernel; the result is bit-identical to running them one after the other.
     Fusion is skipped while activations are being recorded, so every layer is observed, and while a
-    ``Remat`` block is recomputed in the backward (``fnnet.ops.in_recomputation``): separate ops free the
+    ``Remat`` block is recomputed in the backward (``fnnet.ops.in_recomputation``) unless the layer says
+    its fused backward holds no more than the separate ops (``fuses_when_recomputing``, as ``Conv2D``,
+    whose kernels mask the cotangent one sample at a time): for ``Linear`` separate ops free the
     activation's output and incoming cotangent one op earlier, lowering the peak of the block's backward.
 
     Example::
@@ -143,7 +145,7 @@ class Sequential(_Container):
                     new_state[name] = {}
                 continue
             try:
-                if rec is None and self._fused_activation[i] is not None and not ops.in_recomputation(x):
+                if rec is None and self._fused_activation[i] is not None and _fuses_now(layer, x):
                     x = layer.apply_fused(params[name], x, self._fused_activation[i])
                     fused = True
                     self._check_child_params(params, i + 1)
@@ -174,6 +176,11 @@ def _fusable(layer, following):
     """The activation name when ``layer``'s kernel can apply ``following`` itself, else None."""
     name = getattr(following, "fused_activation", None)
     return name if name is not None and name in getattr(layer, "fusable_activations", ()) else None
+
+
+def _fuses_now(layer, x):
+    """Whether ``layer`` applies its fused activation itself on this call (see :class:`Sequential`)."""
+    return getattr(layer, "fuses_when_recomputing", False) or not ops.in_recomputation(x)
 
 
 def _shapes(in_shape, n, where):

@@ -150,6 +150,9 @@ class Conv2D(_Convolution):
         return self._conv(params, x, None)
 
     fusable_activations = frozenset({"relu"})
+    #: The fused backward masks the cotangent one sample at a time inside the kernels, so inside a recomputed
+    #: ``Remat`` block it holds less than Conv2D and ReLU as separate ops (no full-size masked cotangent).
+    fuses_when_recomputing = True
 
     def apply_fused(self, params, x, activation):
         """``relu(apply(params, x))`` in one fused kernel (used by ``Sequential`` for Conv2D -> ReLU)."""

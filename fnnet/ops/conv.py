@@ -87,13 +87,12 @@ def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw,
 def _conv2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw, relu=False):
     x, w3, w_shape, has_bias, y = res
     g = contiguous(g)
-    if relu:  # the fused ReLU's backward: zero where the output was clipped
-        g = K.relu_bwd(y.reshape(-1), g.reshape(-1)).reshape(g.shape)
+    mask = y if relu else g  # the fused ReLU's backward runs inside the kernels, one sample at a time
     kh, kw = w_shape[2], w_shape[3]
     taps = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], kh, kw)
     # The input gradient is skipped when x is not traced (a network's first layer sees the data).
-    gx = K.conv2d_bwd_input(g, w3, x.shape[2], x.shape[3], *taps) if needs[0] else None
-    gw, gb = K.conv2d_bwd_weight(x, g, w3.shape[0], *taps, has_bias)
+    gx = K.conv2d_bwd_input(g, mask, relu, w3, x.shape[2], x.shape[3], *taps) if needs[0] else None
+    gw, gb = K.conv2d_bwd_weight(x, g, mask, relu, w3.shape[0], *taps, has_bias)
     return gx, gw.reshape(w_shape), (gb if has_bias else None)
 
 
@@ -213,12 +212,13 @@ def _conv2d_batch_vjp(res, g, batched, needs, *, stride, pad_top, pad_left, dila
     x, w3, w_shape, has_bias, y = res
     n = g.shape[0]
     g = contiguous(g).reshape(x.shape[0], *g.shape[2:])
-    if relu:
-        g = K.relu_bwd(y.reshape(-1), g.reshape(-1)).reshape(g.shape)
+    mask = y if relu else g
     taps = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], w_shape[2], w_shape[3])
-    gx = K.conv2d_bwd_input(g, w3, x.shape[2], x.shape[3], *taps).reshape(n, -1, *x.shape[1:]) if needs[0] else None
-    per_example = [K.conv2d_bwd_weight(xi, gi, w3.shape[0], *taps, has_bias and needs[2])
-                   for xi, gi in zip(np.split(x, n), np.split(g, n))] if needs[1] or needs[2] else []
+    gx = K.conv2d_bwd_input(g, mask, relu, w3, x.shape[2], x.shape[3], *taps).reshape(n, -1, *x.shape[1:]) \
+        if needs[0] else None
+    per_example = [K.conv2d_bwd_weight(xi, gi, yi, relu, w3.shape[0], *taps, has_bias and needs[2])
+                   for xi, gi, yi in zip(np.split(x, n), np.split(g, n), np.split(mask, n))] \
+        if needs[1] or needs[2] else []
     gw = np.stack([gw.reshape(w_shape) for gw, _ in per_example]) if needs[1] else None
     gb = np.stack([gb for _, gb in per_example]) if has_bias and needs[2] else None
     return gx, gw, gb

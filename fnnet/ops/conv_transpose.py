@@ -25,7 +25,7 @@ def _conv_transpose2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilatio
     w = contiguous(weight)
     c, og, kh, kw = w.shape
     w3 = contiguous(w).reshape(groups, c // groups, og * kh * kw)
-    y = K.conv2d_bwd_input(x, w3, out_hw[0], out_hw[1], stride[0], stride[1], pad_top, pad_left, dilation[0],
+    y = K.conv2d_bwd_input(x, x, False, w3, out_hw[0], out_hw[1], stride[0], stride[1], pad_top, pad_left, dilation[0],
                            dilation[1], kh, kw)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
@@ -39,7 +39,7 @@ def _conv_transpose2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation,
     taps = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], kh, kw)
     no_bias = np.zeros(0, g.dtype)
     gx = K.conv2d_fwd(g, w3, no_bias, False, False, *taps, x.shape[2], x.shape[3]) if needs[0] else None
-    gw, _ = K.conv2d_bwd_weight(g, x, groups, *taps, False)
+    gw, _ = K.conv2d_bwd_weight(g, x, x, False, groups, *taps, False)
     gb = g.sum(axis=(0, 2, 3), dtype=np.float64).astype(g.dtype) if has_bias else None
     return gx, gw.reshape(w_shape), gb
 
