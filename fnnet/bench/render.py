@@ -343,22 +343,39 @@ def _remat_pair(runs, row, value, number):
                       for mode in ("plain", "remat"))
 
 
+def _rss_goal(runs, row, rss, time):
+    """The row's process-memory goal (``rss_goal``: more than ``rss_ratio`` less RSS, where given at no more
+    than ``time_ratio`` the time), judged: ``'≥ 2.5x at ≤ 1.35x: met'``; '–' for a row without one."""
+    record = next((results["remat"][row] for _, results in runs if row in results.get("remat", {})), {})
+    goal = record.get("rss_goal")
+    if not goal:
+        return "–"
+    slow = goal.get("time_ratio")
+    text = f"> {goal['rss_ratio']}x" if slow is None else f"≥ {goal['rss_ratio']}x at ≤ {slow}x the time"
+    if rss is None or (slow is not None and time is None):
+        return text
+    met = (rss > goal["rss_ratio"] if slow is None else rss >= goal["rss_ratio"] and time <= slow)
+    return f"{text}: {'met' if met else 'missed'}"
+
+
 def remat(runs):
     """Gradient checkpointing: activation memory on the tape, RSS growth in a step and step time, plain vs
-    ``Remat``, with the goal (that much less tape memory at no more than that much time)."""
+    ``Remat``, with the seed's goal (that much less tape memory at no more than that much time) and, for the
+    rows that have one, the goal on process memory."""
     mem, slow = GOALS["remat_memory"], GOALS["remat_time"]
     header = ["model", "activation tape MB, plain / remat", "less tape (plain / remat)",
               "RSS growth in a step MB, plain / remat", "less RSS (plain / remat)", "step ms, plain / remat",
-              "slower (remat / plain)", f"goal: ≥ {mem}x less tape at ≤ {slow}x the time"]
+              "slower (remat / plain)", f"goal: ≥ {mem}x less tape at ≤ {slow}x the time", "goal: less RSS"]
     rows = []
     for row in _rows(runs, "remat"):
         less, time = cell(runs, "remat", row, "activation_tape_ratio"), cell(runs, "remat", row, "time_ratio")
+        rss = cell(runs, "remat", row, "rss_ratio")
         met = "–" if None in (less[0], time[0]) else "met" if less[0] >= mem and time[0] <= slow else "missed"
         rows.append([_name(_remat_label(runs, row), runs, "remat"),
                      _remat_pair(runs, row, _activation_mb, _megabytes), fmt_ratio(*less),
                      _remat_pair(runs, row, lambda r: _quotient(_dig(r, "rss_growth_bytes"), 2**20), _megabytes),
-                     fmt_ratio(*cell(runs, "remat", row, "rss_ratio")),
-                     _remat_pair(runs, row, lambda r: _dig(r, "step_ms"), fmt_ms), fmt_ratio(*time), met])
+                     fmt_ratio(*rss), _remat_pair(runs, row, lambda r: _dig(r, "step_ms"), fmt_ms), fmt_ratio(*time),
+                     met, _rss_goal(runs, row, rss[0], time[0])])
     return smoke_note(runs) + table(header, rows) + footnotes(runs, "remat") + "\n\n" + caption(runs, False)
 
 
