@@ -11,7 +11,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from ._jit import SERIAL_WORK, kernel
+from ._jit import SERIAL_STREAM, kernel
 
 
 @intrinsic
@@ -46,7 +46,7 @@ def float_to_half_bits(typingctx, value):
 def half_to_float32(bits):
     """(n,) uint16 half bits -> (n,) float32."""
     out = np.empty(bits.size, dtype=np.float32)
-    if bits.size < SERIAL_WORK:
+    if bits.size < SERIAL_STREAM:
         for i in range(bits.size):
             out[i] = half_bits_to_float(bits[i])
         return out
@@ -59,7 +59,7 @@ def half_to_float32(bits):
 def float32_to_half(x):
     """(n,) float32 -> (n,) uint16 half bits."""
     out = np.empty(x.size, dtype=np.uint16)
-    if x.size < SERIAL_WORK:
+    if x.size < SERIAL_STREAM:
         for i in range(x.size):
             out[i] = float_to_half_bits(x[i])
         return out
@@ -72,7 +72,7 @@ def float32_to_half(x):
 def half_to_float32_scaled(bits, factor):
     """(n,) uint16 half bits times float32 ``factor`` -> ((n,) float32, count of NaN or infinite results)."""
     out = np.empty(bits.size, dtype=np.float32)
-    if bits.size < SERIAL_WORK:
+    if bits.size < SERIAL_STREAM:
         serial_count = 0
         for i in range(bits.size):
             value = half_bits_to_float(bits[i]) * factor
