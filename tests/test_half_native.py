@@ -1,6 +1,8 @@
 """float16 kernels that read and write half bits directly (``fnnet.autodiff.half.def_native``): bitwise the
-widen / float32 kernel / narrow path they replace, over odd shapes, bias and ReLU on and off, each subset of
-wanted cotangents, strided and batched inputs; and the conversion kernels' serial path for small arrays."""
+widen / float32 kernel / narrow path they replace.  ``linear`` over odd shapes, bias and ReLU on and off, each
+subset of wanted cotangents, strided and batched inputs; max pooling over its geometries (the 2x2 fast path,
+overlapping, dilated, ceil-mode and empty windows, 1-D) with NaN, infinities, ties, signed zeros and
+denormals, on both sides of the serial threshold; and the conversion kernels' serial path for small arrays."""
 
 import numpy as np
 import pytest
@@ -9,11 +11,13 @@ import fnnet
 from fnnet import ops
 from fnnet.autodiff import half
 from fnnet.kernels import half as half_kernels
-from fnnet.kernels._jit import SERIAL_WORK
+from fnnet.kernels._jit import SERIAL_STREAM, SERIAL_WORK
 from fnnet.ops.linalg import _linear
+from fnnet.ops.pool import _max_pool1d, _max_pool2d
 
 SHAPES = [((128, 784), 256), ((5, 7), 3), ((1, 1), 1), ((0, 4), 3), ((2, 1, 5), 1), ((1030, 33), 17),
-          ((300, 65), 1), ((2, 3, 9), 4)]
+          ((300, 65), 1), ((2, 3, 9), 4),
+          ((520, 1030), 520)]  # the weight and the input over SERIAL_STREAM elements: widened in parallel
 
 
 def _bits(a):
@@ -28,9 +32,9 @@ def _same_bits(a, b):
         np.testing.assert_array_equal(_bits(a), _bits(b))
 
 
-def _widening_path(monkeypatch):
-    """Run ``linear`` on float16 as every primitive without a native rule does (for the reference)."""
-    monkeypatch.delitem(half._native, _linear)
+def _widening_path(monkeypatch, prim=_linear):
+    """Run ``prim`` on float16 as every primitive without a native rule does (for the reference)."""
+    monkeypatch.delitem(half._native, prim)
 
 
 def _linear_and_grads(x, w, b, relu, wrt):
@@ -107,13 +111,13 @@ def test_native_linear_falls_back_to_the_widening_backward_for_a_float32_cotange
 
 def _parallel_path(kernel, a, *args):
     """``kernel`` on ``a`` padded to a size its parallel loop takes, cut back to ``a``'s size."""
-    padded = np.concatenate([a, np.zeros(SERIAL_WORK, a.dtype)])
+    padded = np.concatenate([a, np.zeros(SERIAL_STREAM, a.dtype)])
     out = kernel(padded, *args)
     return (out[0][: a.size], *out[1:]) if isinstance(out, tuple) else out[: a.size]
 
 
-@pytest.mark.parametrize("size", [0, 1, 7, SERIAL_WORK - 1, SERIAL_WORK,
-                                  SERIAL_WORK + 3])
+@pytest.mark.parametrize("size", [0, 1, 7, SERIAL_STREAM - 1, SERIAL_STREAM,
+                                  SERIAL_STREAM + 3])
 def test_conversions_are_the_same_bits_on_both_sides_of_the_serial_threshold(size):
     bits = np.resize(np.arange(1 << 16, dtype=np.uint16), size)  # every half value, NaNs and infinities too
     widened = half_kernels.half_to_float32(bits)
@@ -130,3 +134,126 @@ def test_conversions_are_the_same_bits_on_both_sides_of_the_serial_threshold(siz
     expected, expected_nonfinite = _parallel_path(half_kernels.half_to_float32_scaled, bits, np.float32(0.5))
     np.testing.assert_array_equal(scaled.view(np.uint32), expected.view(np.uint32))
     assert nonfinite == expected_nonfinite == int((~finite).sum())
+
+
+# ------------------------------------------------------------------------------------------ max pooling
+
+#: (x shape, kernel, stride, padding, dilation, ceil_mode); a 3-D shape is max_pool1d.
+POOLS = [
+    ((2, 3, 8, 6), 2, None, 0, 1, False),  # the 2x2 fast path
+    ((2, 3, 7, 5), 2, 2, 0, 1, False),  # odd sizes, still the fast path (the last row/column is dropped)
+    ((2, 3, 7, 5), 2, 2, 0, 1, True),  # ceil mode: a partial last window, the general loop
+    ((2, 3, 7, 6), 3, 1, 1, 1, False),  # overlapping windows: cotangents summed in float32
+    ((1, 2, 9, 9), 3, 2, 1, 2, True),  # dilation and ceil mode
+    ((2, 2, 8, 7), (2, 3), (2, 1), (1, 1), (2, 1), False),
+    ((1, 1, 1, 1), 2, 1, 1, 2, False),  # both taps in the padding: -inf, index -1
+    ((2, 3, 11), 3, 2, 1, 1, True),  # max_pool1d
+    ((16, 16, 32, 32), 2, None, 0, 1, False),  # parallel sizes (N*C*oh*ow*kh*kw >= SERIAL_WORK)
+    ((4, 8, 24, 24), 3, 1, 1, 1, False),
+]
+#: NaNs (a signalling one, payloads, a sign), +-inf, -0 and +0, denormals, +-the largest half.
+SPECIAL_HALVES = np.array([0x7E00, 0x7C01, 0xFE37, 0x7C00, 0xFC00, 0x8000, 0x0000, 0x0001, 0x8001, 0x03FF,
+                           0x7BFF, 0xFBFF], dtype=np.uint16).view(np.float16)
+
+
+def _hostile_halves(shape, seed):
+    """Few distinct values (so windows tie), normals, and the special halves sprinkled over 1 in 8."""
+    rng = np.random.default_rng(seed)
+    values = np.where(rng.random(shape) < 0.5, rng.integers(-2, 3, shape) / 2, rng.standard_normal(shape))
+    values = values.astype(np.float16)
+    special = rng.random(shape) < 0.125
+    values[special] = rng.choice(SPECIAL_HALVES, int(special.sum()))
+    return values
+
+
+def _pool_call(x_shape, k, s, p, d, ceil):
+    pool = ops.max_pool1d if len(x_shape) == 3 else ops.max_pool2d
+    return lambda x: pool(x, k, s, p, d, ceil)
+
+
+def _spy_native(monkeypatch, prim):
+    """Note each call of ``prim``'s native forward and VJP: returns the list of ``(rule, params)``."""
+    fwd, vjp = half._native[prim]
+    calls = []
+
+    def spy_fwd(*values, **params):
+        calls.append(("fwd", params))
+        return fwd(*values, **params)
+
+    def spy_vjp(residuals, g, **params):
+        calls.append(("vjp", params))
+        return vjp(residuals, g, **params)
+
+    monkeypatch.setitem(half._native, prim, (spy_fwd, spy_vjp))
+    return calls
+
+
+def _pool_results(pool, x, g):
+    """Output, and the float16 gradients of ``sum(y * probe)`` (through ``grad``) and of the hostile
+    cotangent ``g`` (through ``vjp``)."""
+    probe = np.random.default_rng(1).standard_normal(g.shape).astype(np.float16)
+    y, vjp_fn = fnnet.vjp(pool, x)
+    (from_g,) = vjp_fn(g)
+    from_probe = fnnet.grad(lambda x: ops.sum(ops.multiply(pool(x), probe)))(x)
+    return y, from_g, from_probe
+
+
+@pytest.mark.parametrize("geometry", POOLS, ids=["x".join(map(str, p[0])) + f"-k{p[1]}-s{p[2]}-p{p[3]}-d{p[4]}"
+                                                 + ("-ceil" if p[5] else "") for p in POOLS])
+def test_native_max_pool_is_bitwise_the_widening_path(monkeypatch, geometry):
+    prim = _max_pool1d if len(geometry[0]) == 3 else _max_pool2d
+    pool = _pool_call(*geometry)
+    x = _hostile_halves(geometry[0], seed=3)
+    g = _hostile_halves(pool(x).shape, seed=4)
+    calls = _spy_native(monkeypatch, prim)
+    ours = _pool_results(pool, x, g)
+    assert [rule for rule, _ in calls] == ["fwd", "vjp", "fwd", "vjp"]
+    params = calls[0][1]
+    ours_saved = half.forward(prim, [x], params)
+    with monkeypatch.context() as m:
+        _widening_path(m, prim)
+        theirs = _pool_results(pool, x, g)
+        theirs_saved = half.forward(prim, [x], params)
+    for u, v in zip(ours, theirs):
+        _same_bits(u, v)
+    _same_bits(ours_saved[0], theirs_saved[0])
+    (idx, h, w), (expected_idx, expected_h, expected_w) = ours_saved[1], theirs_saved[1]
+    assert idx.dtype == expected_idx.dtype == np.int32 and (h, w) == (expected_h, expected_w)
+    np.testing.assert_array_equal(idx, expected_idx)
+
+
+def test_native_max_pool_gives_an_empty_window_minus_inf_and_no_gradient():
+    pool = _pool_call((1, 1, 1, 1), 2, 1, 1, 2, False)  # taps at -1 and 1: both outside the one pixel
+    x = np.full((1, 1, 1, 1), np.nan, np.float16)
+    y, vjp_fn = fnnet.vjp(pool, x)
+    (gx,) = vjp_fn(np.ones(y.shape, np.float16))
+    assert y.dtype == gx.dtype == np.float16
+    assert y.item() == -np.inf and gx.view(np.uint16).item() == 0  # +0.0
+
+
+@pytest.mark.parametrize("kernel", [1, 2], ids=["general-loop", "2x2-loop"])
+def test_native_max_pool_passes_every_half_through_as_the_widening_path_does(monkeypatch, kernel):
+    bits = np.arange(1 << 16, dtype=np.uint16)  # signalling NaNs come back quiet, as from the conversions
+    x = np.full((1, 1, kernel, kernel << 16), -np.inf, np.float16)
+    x[0, 0, 0, ::kernel] = bits.view(np.float16)  # each window's first tap; the -inf taps never win
+    ours = ops.max_pool2d(x, kernel)
+    with monkeypatch.context() as m:
+        _widening_path(m, _max_pool2d)
+        theirs = ops.max_pool2d(x, kernel)
+    _same_bits(ours, theirs)
+    np.testing.assert_array_equal(_bits(ours), half_kernels.float32_to_half(half_kernels.half_to_float32(bits)))
+
+
+def test_native_max_pool_backward_sums_special_cotangents_as_the_widening_path_does(monkeypatch):
+    pairs = np.array([(a, b) for a in SPECIAL_HALVES.view(np.uint16) for b in SPECIAL_HALVES.view(np.uint16)])
+    x = np.zeros((len(pairs), 1, 3, 3), np.float16)
+    x[:, :, 1, 1] = 1.0  # all four 2x2 windows (stride 1) route their cotangent to the centre
+    g = pairs[:, [0, 1, 1, 0]].astype(np.uint16).view(np.float16).reshape(-1, 1, 2, 2)  # NaN + NaN, inf - inf...
+    results = []
+    for native in (True, False):
+        with monkeypatch.context() as m:
+            if not native:
+                _widening_path(m, _max_pool2d)
+            _, vjp_fn = fnnet.vjp(lambda x: ops.max_pool2d(x, 2, 1), x)
+            results.append(vjp_fn(g)[0])
+    _same_bits(*results)

@@ -12,8 +12,9 @@ several times faster (``set_converters``).
 
 A primitive may also compute float16 natively (``def_native``): kernels that read and write half bits
 themselves, bitwise the widen / float32 kernel / narrow sequence above, and saving its residuals exactly as
-that sequence stores them, so either backward can run on them.  The fused ``linear`` does so, which removes
-a full-size conversion pass and float32 copy per input, output and cotangent.
+that sequence stores them, so either backward can run on them.  The fused ``linear`` and ``max_pool2d`` (with
+``max_pool1d``) do so, which removes a full-size conversion pass and float32 copy per input, output and
+cotangent.
 
 Nothing is cached between calls: every float16 input is widened afresh, so an array changed in place (through
 a view, ``fill``, ``out=``, ``/=``) is always read as it is now.  (An earlier one-slot cache of the last

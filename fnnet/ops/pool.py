@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels as K
-from ..autodiff import primitive
+from ..kernels import pool_half as KP
+from ..autodiff import half, primitive
 from ..autodiff.batching import sample_batching
 from ._validate import check_float, contiguous, value
 from .geometry import pool_shape
@@ -48,18 +49,23 @@ def _check_bool(op, name, v):
     return bool(v)
 
 
-def _unit_height(primitive_2d, name):
-    """The 1-D version of a 2-D pooling primitive: the same kernels on an ``(N, C, 1, L)`` view."""
+def _on_unit_height(fwd_2d, bwd_2d):
+    """A 2-D pooling forward and VJP as 1-D ones: the same functions on an ``(N, C, 1, L)`` view."""
 
     def fwd(x, **params):
-        y, res = primitive_2d.fwd(x[:, :, None], **params)
+        y, res = fwd_2d(x[:, :, None], **params)
         return y[:, :, 0], res
 
     def bwd(res, g, **params):
-        (gx,) = primitive_2d.bwd(res, g[:, :, None], **params)
+        (gx,) = bwd_2d(res, g[:, :, None], **params)
         return (gx[:, :, 0],)
 
-    return primitive(name, fwd, bwd, argnames=("x",))
+    return fwd, bwd
+
+
+def _unit_height(primitive_2d, name):
+    """The 1-D version of a 2-D pooling primitive: the same kernels on an ``(N, C, 1, L)`` view."""
+    return primitive(name, *_on_unit_height(primitive_2d.fwd, primitive_2d.bwd), argnames=("x",))
 
 
 def _kernel_params(ndim, out, window):
@@ -85,8 +91,23 @@ def _max_pool2d_bwd(res, g, **geometry):
     return (K.max_pool2d_bwd(contiguous(g), idx, h, w),)
 
 
+def _max_pool2d_fwd_half(x, *, kernel, stride, padding, dilation, out_hw):
+    """``_max_pool2d_fwd`` on float16 ``x`` in one kernel (bitwise widen, float32 kernel, narrow), saving the
+    residuals the widening path would store (``fnnet.autodiff.half.def_native``)."""
+    bits = contiguous(x).view(np.uint16)
+    y, idx = KP.max_pool2d_fwd_half(bits, *kernel, *stride, *padding, *dilation, *out_hw)
+    return y.view(np.float16), (idx, x.shape[2], x.shape[3])
+
+
+def _max_pool2d_bwd_half(res, g, **geometry):
+    idx, h, w = res
+    return (KP.max_pool2d_bwd_half(contiguous(g).view(np.uint16), idx, h, w).view(np.float16),)
+
+
 _max_pool2d = primitive("max_pool2d", _max_pool2d_fwd, _max_pool2d_bwd, argnames=("x",))
 _max_pool1d = _unit_height(_max_pool2d, "max_pool1d")
+half.def_native(_max_pool2d, _max_pool2d_fwd_half, _max_pool2d_bwd_half)
+half.def_native(_max_pool1d, *_on_unit_height(_max_pool2d_fwd_half, _max_pool2d_bwd_half))
 
 
 def _max_pool(op, ndim, x, kernel_size, stride, padding, dilation, ceil_mode):
