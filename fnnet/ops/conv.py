@@ -3,16 +3,21 @@
 Both validate everything in Python through :mod:`fnnet.ops.geometry` (the one source of output sizes and
 padding rules), then call the kernels in :mod:`fnnet.kernels.conv` (per-sample im2col + BLAS; see that
 module for the scheme and the measurements behind it).  ``conv1d`` runs the 2-D kernels on a unit-height
-view, so its forward and backward are the 2-D ones.  ``conv_output_size`` and ``conv2d_output_shape``
-compute sizes without touching data.
+view, so its forward and backward are the 2-D ones.  On float16 arrays both run the kernels of
+:mod:`fnnet.kernels.conv_half` (``fnnet.autodiff.half.def_native``), which widen and narrow one sample at a
+time inside the kernels instead of a conversion pass per array.  ``conv_output_size`` and
+``conv2d_output_shape`` compute sizes without touching data.
 """
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 
 from .. import kernels as K
-from ..autodiff import NoBatchingRule, primitive
+from ..autodiff import NoBatchingRule, half, primitive
+from ..kernels import conv_half as KH
 from ._validate import check_float, check_same_dtype, contiguous, value
 from .geometry import conv_shape, conv_window, is_int, output_sizes
 
@@ -71,45 +76,95 @@ def conv2d_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=
 # ------------------------------------------------------------------------------- the primitive
 
 
-def _conv2d_fwd(x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw, relu=False):
+class _Kernels(NamedTuple):
+    """The three convolution kernels one storage dtype runs, taking and returning the ops' arrays."""
+
+    fwd: Callable
+    bwd_input: Callable
+    bwd_weight: Callable
+
+
+def _on_half_bits(kernel):
+    """A :mod:`fnnet.kernels.conv_half` kernel called with float16 arrays (as their uint16 bits), returning
+    float16 arrays."""
+
+    def call(*args):
+        out = kernel(*(contiguous(a).view(np.uint16) if type(a) is np.ndarray else a for a in args))
+        return tuple(o.view(np.float16) for o in out) if type(out) is tuple else out.view(np.float16)
+
+    return call
+
+
+_SINGLE = _Kernels(K.conv2d_fwd, K.conv2d_bwd_input, K.conv2d_bwd_weight)
+_HALF = _Kernels(*map(_on_half_bits, (KH.conv2d_fwd_half, KH.conv2d_bwd_input_half, KH.conv2d_bwd_weight_half)))
+
+
+def _taps(w_shape, stride, pad_top, pad_left, dilation):
+    """The kernels' geometry arguments ``(sh, sw, pad_top, pad_left, dh, dw, kh, kw)``."""
+    return stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], w_shape[2], w_shape[3]
+
+
+def _forward(kernels, x, weight, bias, *, stride, pad_top, pad_left, dilation, out_hw, relu=False):
     x = contiguous(x)
     w = contiguous(weight)
     o, cg, kh, kw = w.shape
     groups = x.shape[1] // cg
-    w3 = contiguous(w).reshape(groups, o // groups, cg * kh * kw)
+    w3 = w.reshape(groups, o // groups, cg * kh * kw)
     has_bias = bias is not None
     b = contiguous(bias) if has_bias else np.zeros(0, x.dtype)
-    y = K.conv2d_fwd(x, w3, b, has_bias, relu, stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1],
-                     kh, kw, out_hw[0], out_hw[1])
+    y = kernels.fwd(x, w3, b, has_bias, relu, *_taps(w.shape, stride, pad_top, pad_left, dilation), *out_hw)
     return y, (x, w3, w.shape, has_bias, y if relu else None)
 
 
-def _conv2d_bwd(res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw, relu=False):
+def _backward(kernels, res, g, *, needs, stride, pad_top, pad_left, dilation, out_hw, relu=False):
     x, w3, w_shape, has_bias, y = res
     g = contiguous(g)
     mask = y if relu else g  # the fused ReLU's backward runs inside the kernels, one sample at a time
-    kh, kw = w_shape[2], w_shape[3]
-    taps = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], kh, kw)
+    taps = _taps(w_shape, stride, pad_top, pad_left, dilation)
     # The input gradient is skipped when x is not traced (a network's first layer sees the data).
-    gx = K.conv2d_bwd_input(g, mask, relu, w3, x.shape[2], x.shape[3], *taps) if needs[0] else None
-    gw, gb = K.conv2d_bwd_weight(x, g, mask, relu, w3.shape[0], *taps, has_bias)
+    gx = kernels.bwd_input(g, mask, relu, w3, x.shape[2], x.shape[3], *taps) if needs[0] else None
+    gw, gb = kernels.bwd_weight(x, g, mask, relu, w3.shape[0], *taps, has_bias)
     return gx, gw.reshape(w_shape), (gb if has_bias else None)
 
 
+def _conv2d_fwd(x, weight, bias, **params):
+    return _forward(_SINGLE, x, weight, bias, **params)
+
+
+def _conv2d_bwd(res, g, **params):
+    return _backward(_SINGLE, res, g, **params)
+
+
+def _conv2d_fwd_half(x, weight, bias, **params):
+    """``_conv2d_fwd`` on float16 arrays with the half kernels (bitwise widen, float32 kernel, narrow); the
+    residuals are the float16 arrays the widening path would store (``fnnet.autodiff.half.def_native``)."""
+    return _forward(_HALF, x, weight, bias, **params)
+
+
+def _conv2d_bwd_half(res, g, **params):
+    """``_conv2d_bwd`` on float16 residuals and cotangent with the half kernels: float16 cotangents."""
+    return _backward(_HALF, res, g, **params)
+
+
+def _on_unit_height(fwd_2d, bwd_2d):
+    """``conv1d``'s forward and backward: the 2-D ones on ``(N, C, 1, L)`` views."""
+
+    def fwd(x, weight, bias, **params):
+        y, res = fwd_2d(x[:, :, None], weight[:, :, None], bias, **params)
+        return y[:, :, 0], res
+
+    def bwd(res, g, **params):
+        gx, gw, gb = bwd_2d(res, g[:, :, None], **params)
+        return (None if gx is None else gx[:, :, 0]), gw[:, :, 0], gb
+
+    return fwd, bwd
+
+
 _conv2d = primitive("conv2d", _conv2d_fwd, _conv2d_bwd, argnames=("x", "weight", "bias"), input_mask=True)
-
-
-def _conv1d_fwd(x, weight, bias, **params):
-    y, res = _conv2d_fwd(x[:, :, None], weight[:, :, None], bias, **params)
-    return y[:, :, 0], res
-
-
-def _conv1d_bwd(res, g, **params):
-    gx, gw, gb = _conv2d_bwd(res, g[:, :, None], **params)
-    return (None if gx is None else gx[:, :, 0]), gw[:, :, 0], gb
-
-
-_conv1d = primitive("conv1d", _conv1d_fwd, _conv1d_bwd, argnames=("x", "weight", "bias"), input_mask=True)
+_conv1d = primitive("conv1d", *_on_unit_height(_conv2d_fwd, _conv2d_bwd), argnames=("x", "weight", "bias"),
+                    input_mask=True)
+half.def_native(_conv2d, _conv2d_fwd_half, _conv2d_bwd_half)
+half.def_native(_conv1d, *_on_unit_height(_conv2d_fwd_half, _conv2d_bwd_half))
 
 
 def _checked_arrays(op, x, weight, bias):
@@ -213,7 +268,7 @@ def _conv2d_batch_vjp(res, g, batched, needs, *, stride, pad_top, pad_left, dila
     n = g.shape[0]
     g = contiguous(g).reshape(x.shape[0], *g.shape[2:])
     mask = y if relu else g
-    taps = (stride[0], stride[1], pad_top, pad_left, dilation[0], dilation[1], w_shape[2], w_shape[3])
+    taps = _taps(w_shape, stride, pad_top, pad_left, dilation)
     gx = K.conv2d_bwd_input(g, mask, relu, w3, x.shape[2], x.shape[3], *taps).reshape(n, -1, *x.shape[1:]) \
         if needs[0] else None
     per_example = [K.conv2d_bwd_weight(xi, gi, yi, relu, w3.shape[0], *taps, has_bias and needs[2])
