@@ -8,8 +8,7 @@ widening every input, running the float32 kernel and narrowing its outputs, with
 copies of the inputs and outputs or a conversion pass (and kernel launch) per array.  Each kernel launches
 as few parallel loops as it can (a launch costs more than converting a small matrix, and far more on a busy
 machine): the backward widens every row it needs in one loop and runs both products in another; matrices
-under ``SERIAL_STREAM`` elements are widened serially, and products under ``SERIAL_PRODUCT`` multiply-adds
-run serially, as in :mod:`.dense`.
+under ``SERIAL_WORK`` elements are widened serially.
 
 Shapes as in :mod:`.dense`: ``x (n, in)``, ``w (in, out)``, ``b (out,)``, ``y``/``g (n, out)``.
 """
@@ -17,9 +16,9 @@ Shapes as in :mod:`.dense`: ``x (n, in)``, ``w (in, out)``, ``b (out,)``, ``y``/
 import numpy as np
 from numba import prange
 
-from ._jit import SERIAL_STREAM, helper, kernel
+from ._jit import SERIAL_WORK, helper, kernel
 from .blas import gemm
-from .dense import SERIAL_PRODUCT, WEIGHT_BLOCKS, _row_block, column_sums
+from .dense import WEIGHT_BLOCKS, _row_block, column_sums
 from .half import float_to_half_bits, half_bits_to_float
 
 
@@ -44,7 +43,7 @@ def linear_fwd_half(x, w, b, has_bias, relu):
     n, k = x.shape
     m = w.shape[1]
     w32 = np.empty((k, m), dtype=np.float32)
-    if k * m < SERIAL_STREAM:
+    if k * m < SERIAL_WORK:
         for i in range(k):
             _widen_row(w, w32, i)
     else:
@@ -56,33 +55,24 @@ def linear_fwd_half(x, w, b, has_bias, relu):
             b32[j] = half_bits_to_float(b[j])
     y = np.empty((n, m), dtype=np.uint16)
     block = _row_block(n)
-    blocks = (n + block - 1) // block
-    if blocks <= 1:  # one block: in the calling thread, as linear_fwd
-        _linear_rows_half(x, w32, b32, y, 0, n, has_bias, relu)
-    else:
-        for blk in prange(blocks):
-            _linear_rows_half(x, w32, b32, y, blk * block, min(n, blk * block + block), has_bias, relu)
+    for blk in prange((n + block - 1) // block):
+        r0 = blk * block
+        r1 = min(n, r0 + block)
+        x_block = np.empty((r1 - r0, k), dtype=np.float32)
+        for i in range(r0, r1):
+            for j in range(k):
+                x_block[i - r0, j] = half_bits_to_float(x[i, j])
+        y_block = np.empty((r1 - r0, m), dtype=np.float32)
+        gemm(x_block, w32, y_block)
+        for i in range(r1 - r0):
+            for j in range(m):
+                v = y_block[i, j]  # linear_fwd's statements, so the same types and roundings
+                if has_bias:
+                    v += b32[j]
+                if relu and v < 0:
+                    v = 0.0
+                y[r0 + i, j] = float_to_half_bits(np.float32(v))
     return y
-
-
-@helper
-def _linear_rows_half(x, w32, b32, y, r0, r1, has_bias, relu):
-    """Rows ``r0:r1`` of :func:`linear_fwd_half`: widened, multiplied, bias and ReLU, narrowed."""
-    k, m = w32.shape
-    x_block = np.empty((r1 - r0, k), dtype=np.float32)
-    for i in range(r0, r1):
-        for j in range(k):
-            x_block[i - r0, j] = half_bits_to_float(x[i, j])
-    y_block = np.empty((r1 - r0, m), dtype=np.float32)
-    gemm(x_block, w32, y_block)
-    for i in range(r1 - r0):
-        for j in range(m):
-            v = y_block[i, j]  # linear_fwd's statements, so the same types and roundings
-            if has_bias:
-                v += b32[j]
-            if relu and v < 0:
-                v = 0.0
-            y[r0 + i, j] = float_to_half_bits(np.float32(v))
 
 
 @helper
@@ -103,26 +93,6 @@ def _widen_bwd_row(r, x, w, g, y, relu, x32, w32, g32):
         _widen_row(x, x32, r - n - w32.shape[0])
 
 
-@helper
-def _bwd_block_half(task, x_blocks, block, w_rows, x32, w32, g32, gx, gw):
-    """Block ``task`` of :func:`linear_bwd_half`'s products: a row block of ``gx`` (the first ``x_blocks``
-    tasks), then a row block of ``gw``; each multiplied in float32 and narrowed while in cache."""
-    n, m = g32.shape
-    k = gx.shape[1]
-    if task < x_blocks:
-        r0 = task * block
-        r1 = min(n, r0 + block)
-        gx_block = np.empty((r1 - r0, k), dtype=np.float32)
-        gemm(g32[r0:r1], w32.T, gx_block)
-        _narrow_rows(gx_block, gx, r0)
-    else:
-        r0 = (task - x_blocks) * w_rows
-        r1 = min(k, r0 + w_rows)
-        gw_block = np.empty((r1 - r0, m), dtype=np.float32)
-        gemm(x32[:, r0:r1].T, g32, gw_block)
-        _narrow_rows(gw_block, gw, r0)
-
-
 @kernel
 def linear_bwd_half(x, w, g, y, relu, need_x, need_w, need_b):
     """Half bits of ``linear_bwd`` (after ``relu_mask`` when ``relu``) on the widened ``x``, ``w``, ``g``
@@ -134,7 +104,7 @@ def linear_bwd_half(x, w, g, y, relu, need_x, need_w, need_b):
     w32 = np.empty((k if need_x else 0, m), dtype=np.float32)
     x32 = np.empty((n if need_w else 0, k), dtype=np.float32)
     rows = n + w32.shape[0] + x32.shape[0]
-    if g32.size + w32.size + x32.size < SERIAL_STREAM:
+    if g32.size + w32.size + x32.size < SERIAL_WORK:
         for r in range(rows):
             _widen_bwd_row(r, x, w, g, y, relu, x32, w32, g32)
     else:
@@ -146,12 +116,20 @@ def linear_bwd_half(x, w, g, y, relu, need_x, need_w, need_b):
     x_blocks = (n + block - 1) // block if need_x else 0
     w_blocks = min(WEIGHT_BLOCKS, k) if need_w else 0
     w_rows = (k + WEIGHT_BLOCKS - 1) // WEIGHT_BLOCKS
-    if n * k * m < SERIAL_PRODUCT:  # small products: the same blocks, in the calling thread, as linear_bwd
-        for task in range(x_blocks + w_blocks):
-            _bwd_block_half(task, x_blocks, block, w_rows, x32, w32, g32, gx, gw)
-    else:
-        for task in prange(x_blocks + w_blocks):  # linear_bwd's blocks of both products, in one parallel loop
-            _bwd_block_half(task, x_blocks, block, w_rows, x32, w32, g32, gx, gw)
+    wt = w32.T
+    for task in prange(x_blocks + w_blocks):  # linear_bwd's blocks of both products, in one parallel loop
+        if task < x_blocks:
+            r0 = task * block
+            r1 = min(n, r0 + block)
+            gx_block = np.empty((r1 - r0, k), dtype=np.float32)
+            gemm(g32[r0:r1], wt, gx_block)
+            _narrow_rows(gx_block, gx, r0)
+        else:
+            r0 = (task - x_blocks) * w_rows
+            r1 = min(k, r0 + w_rows)
+            gw_block = np.empty((r1 - r0, m), dtype=np.float32)
+            gemm(x32[:, r0:r1].T, g32, gw_block)
+            _narrow_rows(gw_block, gw, r0)
     gb = np.empty(m if need_b else 0, dtype=np.uint16)
     if need_b:
         sums = column_sums(g32)
