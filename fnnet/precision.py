@@ -326,8 +326,7 @@ def _unscale_leaf(g, dtype, inverse_scale):
     return g, all_finite(g)
 
 
-@host_step
-def _unscaled_gradients(grads, inverse_scale, dtype):
+def _unscale_all(grads, inverse_scale, dtype):
     """``(grads`` cast to ``dtype`` and times ``inverse_scale`` (a 0-d array), ``all finite`` as a 0-d
     bool array)``: :meth:`DynamicLossScale.unscale` of :func:`cast` and :func:`all_finite` in one pass."""
     leaves, treedef = tree.flatten(grads)
@@ -337,6 +336,34 @@ def _unscaled_gradients(grads, inverse_scale, dtype):
         leaves[i], leaf_finite = _unscale_leaf(g, np.dtype(dtype), inverse_scale)
         finite = finite and leaf_finite
     return tree.unflatten(treedef, leaves), np.asarray(finite)
+
+
+def _specialize_unscaled_gradients(grads, inverse_scale, dtype):
+    """Under ``fnnet.jit``: the flat form of :func:`_unscaled_gradients` when every gradient is float16 and
+    ``dtype`` float32 (the mixed-precision step), one kernel call per leaf and nothing else; None otherwise.
+    The recorder keeps it only when it gives bitwise the traced call's outputs."""
+    leaves = tree.leaves(grads)
+    if np.dtype(dtype) != half.SINGLE or not all(type(g) is np.ndarray and g.dtype == half.HALF for g in leaves):
+        return None
+    n, shapes = len(leaves), [g.shape for g in leaves]
+
+    def fast(values, writable=()):
+        factor = np.float32(float(values[n]))
+        out, nonfinite = [], 0
+        for g, shape in zip(values[:n], shapes):
+            widened, bad = half_kernels.half_to_float32_scaled(np.ascontiguousarray(g).reshape(-1).view(np.uint16),
+                                                               factor)
+            out.append(widened.reshape(shape))
+            nonfinite += bad
+        out.append(np.asarray(nonfinite == 0))
+        return out
+
+    fast.sources = ()
+    return fast
+
+
+_unscale_all.fnnet_specialize = _specialize_unscaled_gradients
+_unscaled_gradients = host_step(_unscale_all)
 
 
 def make_mixed_precision_train_step(model, loss_fn, optimizer, policy=None, loss_scale=None, *, jit=True,

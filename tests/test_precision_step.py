@@ -108,6 +108,27 @@ def test_fused_unscale_matches_cast_unscale_and_all_finite(bad):
     _same(got, DynamicLossScale(scale=4.0).unscale(cast(grads, np.float64)))
 
 
+@pytest.mark.parametrize("bad", [None, np.inf, np.nan], ids=["finite", "inf", "nan"])
+def test_jit_specialisation_of_the_unscale_is_bitwise_the_host_function(bad):
+    """The flat form a jit plan replays (one kernel per leaf) gives the host function's leaves and finite
+    flag bitwise, strided and empty leaves included; it declines trees that are not all float16."""
+    from fnnet import tree
+    from fnnet.precision import _unscale_all
+
+    grads = {k: v for k, v in _leaves16(np.random.default_rng(2)).items() if k not in ("n", "s")}
+    if bad is not None:
+        grads["t"][4] = bad
+    inverse = np.asarray(1.0 / 3.0)
+    fast = _unscale_all.fnnet_specialize(grads, inverse, np.float32)
+    leaves = [*tree.leaves(grads), inverse, np.float32]
+    expected_grads, expected_finite = _unscale_all(grads, inverse, np.float32)
+    got = fast(leaves)
+    _same(tree.unflatten(tree.structure(expected_grads), got[:-1]), expected_grads)
+    assert got[-1].dtype == np.bool_ and bool(got[-1]) == bool(expected_finite) == (bad is None)
+    assert _unscale_all.fnnet_specialize({**grads, "f": np.ones(2, np.float32)}, inverse, np.float32) is None
+    assert _unscale_all.fnnet_specialize(grads, inverse, np.float64) is None
+
+
 def test_half_residuals_that_reshape_an_input_or_the_output_are_stored_without_a_copy():
     from fnnet.autodiff import half
     from fnnet.ops.linalg import _linear
