@@ -10,7 +10,8 @@ Reported per mode: ``peak_tape_bytes`` (``fnnet.last_tape_stats()``: every array
 included, an array kept by two entries counted twice), ``param_bytes``, ``rss_growth_bytes`` (the median
 over a few steps of the peak resident memory sampled during a step minus the resident memory just before it;
 glibc is told to return freed blocks of 64 KiB and more to the system at once so the RSS follows the live
-arrays) and ``step_ms`` (median training step: forward, backward, SGD update).  The RSS growth includes the
+arrays) and ``step_ms`` (median training step: forward, backward, SGD update; timed after the RSS steps, with fnnet's
+own allocator setting restored).  The RSS growth includes the
 gradients and the update, which are the same in both modes.  Ratios: ``memory`` = plain / remat (higher is better),
 ``time`` = remat / plain (the price of the extra forward).
 
@@ -149,6 +150,7 @@ def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=
         with _RssSampler() as sampler:
             train_step()
         growth.append(None if before is None else sampler.peak - before)
+    _default_allocator()
     step_ms = timing.median_ms(train_step, warmup=1 if repeats <= 1 else timing.WARMUP, repeats=repeats,
                                min_time=0.0 if repeats <= 1 else 0.2)
     return {
@@ -158,6 +160,17 @@ def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "step_ms": step_ms,
     }
+
+
+def _default_allocator():
+    """Give this process back the allocator setting fnnet applies at import (freed memory kept for reuse),
+    which the driver turned off so that the RSS follows the live arrays: step times are then those of a
+    user's process (returning memory makes every step fault its activations in again, and ``Remat``,
+    which allocates more, would pay more for it)."""
+    from fnnet.kernels import _jit
+
+    os.environ["FNNET_KEEP_FREED_MEMORY"] = "1"
+    _jit._keep_freed_memory()
 
 
 # ------------------------------------------------------------------------------ fresh-process driver
