@@ -1,19 +1,22 @@
 """Gradient checkpointing (``fnnet.layers.Remat``): memory and time of a training step, plain vs remat.
 
-Each measurement runs in a fresh process (so RSS peaks are per process)::
+Each memory measurement runs in a fresh process (so RSS peaks are per process), and the step times of
+both modes in one more, interleaved::
 
     python -m fnnet.bench --workload remat                          # the table (full size: minutes)
     python -m fnnet.bench.remat --mode remat --model mlp            # one process, prints one JSON line
+    python -m fnnet.bench.remat --mode time --model mlp             # both modes' step times, one process
     python -m fnnet.bench.remat --quick                             # tiny sizes, both models (smoke test)
 
 Reported per mode: ``peak_tape_bytes`` (``fnnet.last_tape_stats()``: every array the tape keeps, params
 included, an array kept by two entries counted twice), ``param_bytes``, ``rss_growth_bytes`` (the median
 over a few steps of the peak resident memory sampled during a step minus the resident memory just before it;
 glibc is told to return freed blocks of 64 KiB and more to the system at once so the RSS follows the live
-arrays) and ``step_ms`` (median training step: forward, backward, SGD update; timed after the RSS steps, with fnnet's
-own allocator setting restored).  The RSS growth includes the
-gradients and the update, which are the same in both modes.  Ratios: ``memory`` = plain / remat (higher is better),
-``time`` = remat / plain (the price of the extra forward).
+arrays) and ``step_ms`` (median training step: forward, backward, SGD update, timed with fnnet's own
+allocator setting in a process that builds both modes and alternates between them for a few rounds).  The
+RSS growth includes the gradients and the update, which are the same in both modes.  Ratios: ``memory`` =
+plain / remat (higher is better), ``time`` = remat / plain per round, the median (the price of the extra
+forward).
 
 Models: the MLP is ``depth`` (Linear(width), ReLU) pairs grouped ``block_layers`` pairs per block, each
 block wrapped in ``Remat``; with one pair per block the tape keeps one distinct activation per pair either
@@ -112,11 +115,10 @@ class _RssSampler:
         self.peak = max(self.peak, _rss_bytes() or 0)
 
 
-def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=1, repeats=3, rss_steps=5):
-    """Measure one (mode, model) in this process; see the module docstring for the fields returned."""
+def _train_step(mode, model, width, depth, batch, block_layers):
+    """``(step(), params)``: one SGD training step of the (mode, model) on fixed random data, in place."""
     import fnnet
 
-    from . import timing
     from .workloads import LR, SHAPES
 
     remat = {"plain": False, "remat": True}[mode]
@@ -141,6 +143,14 @@ def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=
     def train_step():
         box["params"], box["state"], box["opt"], _ = step(box["params"], box["state"], box["opt"], x, y, key)
 
+    return train_step, params
+
+
+def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=1, rss_steps=5):
+    """Memory of one (mode, model) in this process; see the module docstring for the fields returned."""
+    import fnnet
+
+    train_step, params = _train_step(mode, model, width, depth, batch, block_layers)
     train_step()  # compile / load kernels
     peak_tape = fnnet.last_tape_stats()["peak_residual_bytes"]
     growth = []
@@ -150,46 +160,53 @@ def run_one(mode, model="mlp", *, width=1024, depth=16, batch=256, block_layers=
         with _RssSampler() as sampler:
             train_step()
         growth.append(None if before is None else sampler.peak - before)
-    _default_allocator()
-    step_ms = timing.median_ms(train_step, warmup=1 if repeats <= 1 else timing.WARMUP, repeats=repeats,
-                               min_time=0.0 if repeats <= 1 else 0.2)
     return {
         "mode": mode, "model": model, "peak_tape_bytes": int(peak_tape),
         "param_bytes": fnnet.tree.nbytes(params),
         "rss_growth_bytes": None if None in growth else int(np.median(growth)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "step_ms": step_ms,
     }
 
 
-def _default_allocator():
-    """Give this process back the allocator setting fnnet applies at import (freed memory kept for reuse),
-    which the driver turned off so that the RSS follows the live arrays: step times are then those of a
-    user's process (returning memory makes every step fault its activations in again, and ``Remat``,
-    which allocates more, would pay more for it)."""
-    from fnnet.kernels import _jit
+def time_both(model="mlp", *, width=1024, depth=16, batch=256, block_layers=1, repeats=3, rounds=5):
+    """Step times of plain and remat in this one process, interleaved over ``rounds`` (so that a shared
+    machine's drifts hit both alike): ``{"plain_ms", "remat_ms", "time_ratio", "time_ratio_range"}``,
+    medians over the rounds, the ratio remat / plain per round."""
+    from . import timing
 
-    os.environ["FNNET_KEEP_FREED_MEMORY"] = "1"
-    _jit._keep_freed_memory()
+    steps = {mode: _train_step(mode, model, width, depth, batch, block_layers)[0] for mode in MODES}
+    quick = repeats <= 1
+    times = {mode: [] for mode in MODES}
+    for r in range(1 if quick else rounds):
+        for mode, step in steps.items():
+            warmup = (1 if quick else timing.WARMUP) if r == 0 else 0
+            times[mode].append(timing.median_ms(step, warmup=warmup, repeats=repeats,
+                                                min_time=0.0 if quick else 0.2))
+    ratios = [b / a for a, b in zip(times["plain"], times["remat"])]
+    return {"plain_ms": float(np.median(times["plain"])), "remat_ms": float(np.median(times["remat"])),
+            "time_ratio": float(np.median(ratios)), "time_ratio_range": [min(ratios), max(ratios)]}
 
 
 # ------------------------------------------------------------------------------ fresh-process driver
-def _subprocess_env(threads):
+def _subprocess_env(threads, memory):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    # return freed large blocks to the system at once, so the RSS follows the live arrays
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
-    env.setdefault("MALLOC_TRIM_THRESHOLD_", "0")
-    env.setdefault("FNNET_KEEP_FREED_MEMORY", "0")  # fnnet's own allocator setting would override these
+    if memory:  # return freed large blocks to the system at once, so the RSS follows the live arrays
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", "0")
+        env.setdefault("FNNET_KEEP_FREED_MEMORY", "0")  # fnnet's own allocator setting would override these
     return env
 
 
 def _spawn(mode, model, sizes, threads):
+    """``mode`` plain or remat: the memory of that mode; ``time``: both modes' step times (fnnet's own
+    allocator setting, as a user's process runs; returning memory would fault every activation in again)."""
     cmd = [sys.executable, "-m", "fnnet.bench.remat", "--mode", mode, "--model", model]
     for name, value in sizes.items():
-        cmd += [f"--{name.replace('_', '-')}", str(value)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_subprocess_env(threads))
+        if mode == "time" or name != "repeats":
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_subprocess_env(threads, mode != "time"))
     if proc.returncode != 0:
         raise RuntimeError(f"remat benchmark {mode}/{model} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -197,6 +214,9 @@ def _spawn(mode, model, sizes, threads):
 
 def _compare(model, sizes, threads):
     runs = {mode: _spawn(mode, model, sizes, threads) for mode in MODES}
+    timed = _spawn("time", model, sizes, threads)
+    for mode in MODES:
+        runs[mode]["step_ms"] = timed[f"{mode}_ms"]
     plain, remat = runs["plain"], runs["remat"]
 
     def ratio(a, b):
@@ -210,7 +230,7 @@ def _compare(model, sizes, threads):
         "tape_ratio": ratio(plain["peak_tape_bytes"], remat["peak_tape_bytes"]),
         "activation_tape_ratio": ratio(activation_tape(plain), activation_tape(remat)),
         "rss_ratio": ratio(plain["rss_growth_bytes"], remat["rss_growth_bytes"]),
-        "time_ratio": ratio(remat["step_ms"], plain["step_ms"]),
+        "time_ratio": timed["time_ratio"], "time_ratio_range": timed["time_ratio_range"],
     }
 
 
@@ -277,7 +297,9 @@ def run_all(quick=False, threads=2):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fnnet.bench.remat", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=MODES, help="measure one mode in this process and print JSON")
+    p.add_argument("--mode", choices=(*MODES, "time"),
+                   help="measure one mode's memory (or, with 'time', both modes' step times) in this process "
+                        "and print JSON")
     p.add_argument("--model", choices=MODELS, default="mlp")
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--depth", type=int, default=16)
@@ -289,8 +311,9 @@ def main(argv=None):
     if args.mode is None:
         return run_all(quick=args.quick)
     batch = args.batch or (256 if args.model == "mlp" else 64)
-    result = run_one(args.mode, args.model, width=args.width, depth=args.depth, batch=batch,
-                     block_layers=args.block_layers, repeats=args.repeats)
+    sizes = {"width": args.width, "depth": args.depth, "batch": batch, "block_layers": args.block_layers}
+    result = time_both(args.model, **sizes, repeats=args.repeats) if args.mode == "time" \
+        else run_one(args.mode, args.model, **sizes)
     print(json.dumps(result))
     sys.stdout.flush()
     return result
