@@ -11,6 +11,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 
 from . import contamination
 
@@ -25,17 +26,67 @@ def env(threads, extra=None):
 
 
 def worker(framework, workload, *, threads=2, batch=None, repeats=7, min_time=0.05, steps=0, env_vars=None):
-    """One measurement in a fresh ``fnnet.bench.worker`` process; its JSON result."""
-    cmd = [sys.executable, "-m", "fnnet.bench.worker", framework, workload, "--threads", str(threads),
-           "--repeats", str(repeats), "--min-time", str(min_time)]
+    """One measurement in a fresh ``fnnet.bench.worker`` process (in a :class:`SmokeWorkers` block: in that
+    framework's one long-lived process); its JSON result."""
+    argv = [framework, workload, "--threads", str(threads), "--repeats", str(repeats), "--min-time", str(min_time)]
     if batch:
-        cmd += ["--batch", str(batch)]
+        argv += ["--batch", str(batch)]
     if steps:
-        cmd += ["--steps", str(steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env_vars or env(threads))
+        argv += ["--steps", str(steps)]
+    environment = env_vars or env(threads)
+    if SmokeWorkers.active is not None:
+        return SmokeWorkers.active.run(argv, environment)
+    proc = subprocess.run([sys.executable, "-m", "fnnet.bench.worker", *argv], capture_output=True, text=True,
+                          env=environment)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker {framework}/{workload} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class SmokeWorkers:
+    """Inside ``with SmokeWorkers():`` every :func:`worker` call of a framework (and environment) goes to one
+    long-lived ``fnnet.bench.worker --serve`` process instead of a fresh one per measurement.  For
+    ``--quick`` smoke runs only, whose numbers mean nothing: a row's first-call time and peak RSS then
+    depend on what the process ran before, but the run starts three processes instead of about a hundred
+    (each importing fnnet, PyTorch or JAX), which is most of the smoke run's time."""
+
+    active = None
+
+    def __init__(self):
+        self._procs = {}
+
+    def __enter__(self):
+        SmokeWorkers.active = self
+        return self
+
+    def __exit__(self, *exc):
+        SmokeWorkers.active = None
+        for proc, log in self._procs.values():
+            proc.stdin.close()
+            proc.wait()
+            proc.stdout.close()
+            log.close()
+
+    def run(self, argv, environment):
+        key = (argv[0], tuple(sorted(environment.items())))
+        if key not in self._procs:
+            log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty worker never blocks on it
+            proc = subprocess.Popen([sys.executable, "-m", "fnnet.bench.worker", "--serve"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=log, text=True, env=environment)
+            self._procs[key] = (proc, log)
+        proc, log = self._procs[key]
+        proc.stdin.write(json.dumps(argv) + "\n")
+        proc.stdin.flush()
+        for line in iter(proc.stdout.readline, ""):  # whatever else the workload prints comes first
+            if line.startswith(RESULT_PREFIX):
+                return json.loads(line[len(RESULT_PREFIX):])
+        proc.wait()
+        log.seek(0)
+        raise RuntimeError(f"benchmark worker {argv[0]}/{argv[1]} failed:\n{log.read()[-3000:]}")
+
+
+#: How a serving worker marks its result line on stdout.
+RESULT_PREFIX = "FNNET_BENCH_RESULT "
 
 
 def _spread(values):

@@ -1,5 +1,6 @@
 """One benchmark measurement in this process; prints a JSON line.  Run by ``fnnet.bench`` in a fresh
-process per framework so that frameworks never share a process (threads, allocators, caches)."""
+process per framework so that frameworks never share a process (threads, allocators, caches); with
+``--serve`` (smoke runs) one measurement per line of stdin."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def _threading_layer():
 
 
 def main(argv=None):
+    if argv is None and sys.argv[1:] == ["--serve"]:
+        return _serve()
+    print(json.dumps(_measure(argv)))
+    sys.stdout.flush()
+
+
+def _serve():
+    """``--serve``: one measurement per line of stdin (a JSON list of arguments), one JSON line each on
+    stdout, until stdin closes (``fnnet.bench.measure.SmokeWorkers``, smoke runs only)."""
+    from .measure import RESULT_PREFIX
+
+    for line in sys.stdin:
+        print(RESULT_PREFIX + json.dumps(_measure(json.loads(line))))
+        sys.stdout.flush()
+
+
+def _measure(argv):
     p = argparse.ArgumentParser()
     p.add_argument("framework")
     p.add_argument("workload")
@@ -61,8 +79,7 @@ def main(argv=None):
             result = {"ms": timing.median_ms(step, repeats=args.repeats, min_time=args.min_time), "first_ms": first_ms}
     if args.framework.startswith("fnnet"):
         result["threading_layer"] = _threading_layer()
-    print(json.dumps(result))
-    sys.stdout.flush()
+    return result
 
 
 if __name__ == "__main__":
