@@ -199,12 +199,20 @@ def conv2d_fwd(x, w3, b, has_bias, relu, sh, sw, pad_top, pad_left, dh, dw, kh, 
         for g in range(groups):
             gemm(w3[g], cols3[g], y[n, g])
             if has_bias or relu:  # bias and ReLU on the rows just written, while they are in cache
-                for o in range(og):
-                    bo = b[g * og + o] if has_bias else 0.0
-                    for l in range(L):
-                        v = y[n, g, o, l] + bo
-                        y[n, g, o, l] = 0.0 if (relu and v <= 0) else v  # NaN passes
+                _bias_relu(y[n, g], b, g, has_bias, relu)
     return y.reshape(N, groups * og, oh, ow)
+
+
+@helper
+def _bias_relu(yg, b, g, has_bias, relu):
+    """Group ``g``'s output rows ``yg (O/groups, oh*ow)`` plus their bias (then max(., 0) when ``relu``; NaN
+    passes), in place (``conv2d_fwd`` and its float16 twin, so the same roundings)."""
+    og, L = yg.shape
+    for o in range(og):
+        bo = b[g * og + o] if has_bias else 0.0
+        for l in range(L):
+            v = yg[o, l] + bo
+            yg[o, l] = 0.0 if (relu and v <= 0) else v
 
 
 @helper
@@ -250,7 +258,7 @@ def conv2d_bwd_input(gy, y, relu, w3, H, W, sh, sw, pad_top, pad_left, dh, dw, k
     return gx
 
 
-@kernel(reduction=True)
+@kernel
 def conv2d_bwd_weight(x, gy, y, relu, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, need_bias):
     """Cotangents of the weight ``(groups, O/groups, C/groups*kh*kw)`` and bias ``(O,)`` (empty unless
     ``need_bias``): fixed sample chunks, each summed in order, combined in chunk order.  ``gy`` is masked
@@ -279,26 +287,43 @@ def conv2d_bwd_weight(x, gy, y, relu, groups, sh, sw, pad_top, pad_left, dh, dw,
                 cols = x3[n]
             else:
                 _im2col(x[n], cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
-            cols3 = cols.reshape(groups, kg, L)
-            gyn = _cotangent(gy4, y4, n, relu)
-            for g in range(groups):  # the chunk's samples summed in order, inside BLAS (beta = 1 after the first)
-                gemm(gyn[g], cols3[g].T, partial[ch, g], 1.0, 0.0 if n == start else 1.0)
-            if need_bias:
-                for g in range(groups):
-                    for o in range(og):
-                        s = 0.0
-                        for l in range(L):
-                            s += gyn[g, o, l]
-                        partial_b[ch, g * og + o] += s
-    gw = partial[0].copy()
-    for ch in range(1, nchunks):
-        gw += partial[ch]
-    nb = O if need_bias else 0
-    gb64 = np.zeros(nb, dtype=np.float64)
-    for ch in range(nchunks if need_bias else 0):
-        for o in range(O):
-            gb64[o] += partial_b[ch, o]
+            _add_sample(_cotangent(gy4, y4, n, relu), cols.reshape(groups, kg, L), partial, partial_b, ch,
+                        n == start, need_bias)
+    gw, gb64 = _combine_chunks(partial, partial_b, need_bias)
     return gw, gb64.astype(x.dtype)
+
+
+@kernel(parallel=False, reduction=True)
+def _add_sample(gyn, cols3, partial, partial_b, ch, first, need_bias):
+    """One sample of the weight gradient's chunk ``ch``: ``gyn (groups, O/groups, L) @ cols3^T`` into
+    ``partial[ch]`` (overwritten for the chunk's ``first`` sample, then summed inside BLAS with beta = 1), and
+    with ``need_bias`` the sample's per-channel sums (float64) into ``partial_b[ch]``.  Shared with the
+    float16 kernel, so both sum in the same order with the same vectorisation."""
+    groups, og, L = gyn.shape
+    for g in range(groups):
+        gemm(gyn[g], cols3[g].T, partial[ch, g], 1.0, 0.0 if first else 1.0)
+    if need_bias:
+        for g in range(groups):
+            for o in range(og):
+                s = 0.0
+                for l in range(L):
+                    s += gyn[g, o, l]
+                partial_b[ch, g * og + o] += s
+
+
+@kernel(parallel=False, reduction=True)
+def _combine_chunks(partial, partial_b, need_bias):
+    """The weight gradient (the chunk partials summed in chunk order) and the float64 bias sums (empty
+    unless ``need_bias``)."""
+    gw = partial[0].copy()
+    for ch in range(1, partial.shape[0]):
+        gw += partial[ch]
+    nb = partial_b.shape[1] if need_bias else 0
+    gb64 = np.zeros(nb, dtype=np.float64)
+    for ch in range(partial.shape[0] if need_bias else 0):
+        for o in range(nb):
+            gb64[o] += partial_b[ch, o]
+    return gw, gb64
 
 
 @kernel

@@ -19,7 +19,7 @@ from numba import prange
 
 from ._jit import helper, kernel
 from .blas import gemm
-from .conv import WEIGHT_GRAD_CHUNKS, _col2im_add, _im2col
+from .conv import WEIGHT_GRAD_CHUNKS, _add_sample, _bias_relu, _col2im_add, _combine_chunks, _im2col
 from .half import float_to_half_bits, half_bits_to_float
 
 __all__ = ["conv2d_fwd_half", "conv2d_bwd_input_half", "conv2d_bwd_weight_half"]
@@ -84,12 +84,8 @@ def conv2d_fwd_half(x, w3, b, has_bias, relu, sh, sw, pad_top, pad_left, dh, dw,
         yn = np.empty((groups, og, L), dtype=np.float32)
         for g in range(groups):
             gemm(w32[g], cols3[g], yn[g])
-            if has_bias or relu:  # conv2d_fwd's statements, so the same types and roundings
-                for o in range(og):
-                    bo = b32[g * og + o] if has_bias else 0.0
-                    for l in range(L):
-                        v = yn[g, o, l] + bo
-                        yn[g, o, l] = 0.0 if (relu and v <= 0) else v  # NaN passes
+            if has_bias or relu:
+                _bias_relu(yn[g], b32, g, has_bias, relu)
         _narrow(yn.reshape(groups * og * L), y[n])
     return y.reshape(N, groups * og, oh, ow)
 
@@ -124,7 +120,7 @@ def conv2d_bwd_input_half(gy, y, relu, w3, H, W, sh, sw, pad_top, pad_left, dh, 
     return gx.reshape(N, C, H, W)
 
 
-@kernel(reduction=True)
+@kernel
 def conv2d_bwd_weight_half(x, gy, y, relu, groups, sh, sw, pad_top, pad_left, dh, dw, kh, kw, need_bias):
     """Half bits of ``conv2d_bwd_weight`` on the widened ``x``, ``gy`` and ``y`` (read only when ``relu``):
     the weight cotangent ``(groups, O/groups, C/groups*kh*kw)`` and the bias cotangent ``(O,)`` (empty unless
@@ -155,27 +151,11 @@ def conv2d_bwd_weight_half(x, gy, y, relu, groups, sh, sw, pad_top, pad_left, dh
             _widen(x2[n], xn.reshape(C * H * W))
             if not direct:
                 _im2col(xn, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, oh, ow)
-            cols3 = cols.reshape(groups, kg, L)
             _widen_cotangent(gy2[n], y2[n], relu, gyn.reshape(O * L))
-            for g in range(groups):  # conv2d_bwd_weight's products and sums, statement for statement
-                gemm(gyn[g], cols3[g].T, partial[ch, g], 1.0, 0.0 if n == start else 1.0)
-            if need_bias:
-                for g in range(groups):
-                    for o in range(og):
-                        s = 0.0
-                        for l in range(L):
-                            s += gyn[g, o, l]
-                        partial_b[ch, g * og + o] += s
-    gw = partial[0].copy()
-    for ch in range(1, nchunks):
-        gw += partial[ch]
+            _add_sample(gyn, cols.reshape(groups, kg, L), partial, partial_b, ch, n == start, need_bias)
+    gw, gb64 = _combine_chunks(partial, partial_b, need_bias)
     gw_bits = np.empty((groups, og, kg), dtype=np.uint16)
     _narrow(gw.reshape(gw.size), gw_bits.reshape(gw_bits.size))
-    nb = O if need_bias else 0
-    gb64 = np.zeros(nb, dtype=np.float64)
-    for ch in range(nchunks if need_bias else 0):
-        for o in range(O):
-            gb64[o] += partial_b[ch, o]
-    gb_bits = np.empty(nb, dtype=np.uint16)
+    gb_bits = np.empty(gb64.shape[0], dtype=np.uint16)
     _narrow(gb64.astype(np.float32), gb_bits)
     return gw_bits, gb_bits
