@@ -14,22 +14,11 @@ from fnnet.kernels import half as half_kernels
 from fnnet.kernels._jit import SERIAL_STREAM, SERIAL_WORK
 from fnnet.ops.linalg import _linear
 from fnnet.ops.pool import _max_pool1d, _max_pool2d
+from tests.half_bits import bits_of, same_bits
 
 SHAPES = [((128, 784), 256), ((5, 7), 3), ((1, 1), 1), ((0, 4), 3), ((2, 1, 5), 1), ((1030, 33), 17),
           ((300, 65), 1), ((2, 3, 9), 4),
           ((520, 1030), 520)]  # the weight and the input over SERIAL_STREAM elements: widened in parallel
-
-
-def _bits(a):
-    return np.ascontiguousarray(a).reshape(-1).view(np.uint16)
-
-
-def _same_bits(a, b):
-    assert (a is None) == (b is None)
-    if a is not None:
-        a, b = np.asarray(a), np.asarray(b)
-        assert a.dtype == b.dtype == np.float16 and a.shape == b.shape
-        np.testing.assert_array_equal(_bits(a), _bits(b))
 
 
 def _widening_path(monkeypatch, prim=_linear):
@@ -72,10 +61,10 @@ def test_native_linear_is_bitwise_the_widening_path(monkeypatch, x_shape, out, r
         with monkeypatch.context() as m:
             _widening_path(m)
             theirs = _linear_and_grads(x, w, b, relu, wrt)
-        _same_bits(ours[0], theirs[0])
+        same_bits(ours[0], theirs[0])
         assert len(ours[1]) == len(theirs[1]) == len(wrt)
         for u, v in zip(ours[1], theirs[1]):
-            _same_bits(u, v)
+            same_bits(u, v)
 
 
 def test_native_linear_reads_strided_inputs_and_special_values(monkeypatch):
@@ -89,9 +78,9 @@ def test_native_linear_reads_strided_inputs_and_special_values(monkeypatch):
         with monkeypatch.context() as m:
             _widening_path(m)
             theirs = _linear_and_grads(strided_x, strided_w, b[::-1], relu, ("x", "w", "b"))
-        _same_bits(ours[0], theirs[0])
+        same_bits(ours[0], theirs[0])
         for u, v in zip(ours[1], theirs[1]):
-            _same_bits(u, v)
+            same_bits(u, v)
 
 
 def test_native_linear_falls_back_to_the_widening_backward_for_a_float32_cotangent():
@@ -104,7 +93,7 @@ def test_native_linear_falls_back_to_the_widening_backward_for_a_float32_cotange
     expected = _linear.vjp((half.widen(x2), half.widen(w_saved), has_bias, half.widen(y), x.shape), g,
                            {"relu": True}, (0, 1, 2))
     for u, v in zip(got, expected):
-        _same_bits(u, half.narrow(v))
+        same_bits(u, half.narrow(v))
     native = vjp.vjp(residuals, g.astype(np.float16), {"relu": True}, (0, -1, 2))  # float16: native, masked
     assert native[1] is None and native[0].dtype == native[2].dtype == np.float16
 
@@ -215,8 +204,8 @@ def test_native_max_pool_is_bitwise_the_widening_path(monkeypatch, geometry):
         theirs = _pool_results(pool, x, g)
         theirs_saved = half.forward(prim, [x], params)
     for u, v in zip(ours, theirs):
-        _same_bits(u, v)
-    _same_bits(ours_saved[0], theirs_saved[0])
+        same_bits(u, v)
+    same_bits(ours_saved[0], theirs_saved[0])
     (idx, h, w), (expected_idx, expected_h, expected_w) = ours_saved[1], theirs_saved[1]
     assert idx.dtype == expected_idx.dtype == np.int32 and (h, w) == (expected_h, expected_w)
     np.testing.assert_array_equal(idx, expected_idx)
@@ -240,8 +229,8 @@ def test_native_max_pool_passes_every_half_through_as_the_widening_path_does(mon
     with monkeypatch.context() as m:
         _widening_path(m, _max_pool2d)
         theirs = ops.max_pool2d(x, kernel)
-    _same_bits(ours, theirs)
-    np.testing.assert_array_equal(_bits(ours), half_kernels.float32_to_half(half_kernels.half_to_float32(bits)))
+    same_bits(ours, theirs)
+    np.testing.assert_array_equal(bits_of(ours), half_kernels.float32_to_half(half_kernels.half_to_float32(bits)))
 
 
 def test_native_max_pool_backward_sums_special_cotangents_as_the_widening_path_does(monkeypatch):
@@ -256,4 +245,4 @@ def test_native_max_pool_backward_sums_special_cotangents_as_the_widening_path_d
                 _widening_path(m, _max_pool2d)
             _, vjp_fn = fnnet.vjp(lambda x: ops.max_pool2d(x, 2, 1), x)
             results.append(vjp_fn(g)[0])
-    _same_bits(*results)
+    same_bits(*results)

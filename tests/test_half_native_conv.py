@@ -14,6 +14,7 @@ from fnnet import ops
 from fnnet.autodiff import half
 from fnnet.ops.conv import _conv1d, _conv2d
 from fnnet.precision import cast
+from tests.half_bits import same_bits
 
 GEOMETRIES = {  # name: (x shape, weight shape, conv2d keyword arguments)
     "3x3-valid": ((2, 3, 7, 6), (4, 3, 3, 3), {}),
@@ -29,18 +30,6 @@ GEOMETRIES = {  # name: (x shape, weight shape, conv2d keyword arguments)
     "37-samples-wide": ((37, 2, 12, 31), (3, 2, 3, 3), {"padding": 1}),  # 16 uneven chunks, long bias sums
 }
 WRT = {"all": ("x", "w", "b"), "params": ("w", "b"), "x": ("x",)}
-
-
-def _bits(a):
-    return np.ascontiguousarray(a).reshape(-1).view(np.uint16)
-
-
-def _same_bits(a, b):
-    assert (a is None) == (b is None)
-    if a is not None:
-        a, b = np.asarray(a), np.asarray(b)
-        assert a.dtype == b.dtype == np.float16 and a.shape == b.shape
-        np.testing.assert_array_equal(_bits(a), _bits(b))
 
 
 def _count_native_calls(monkeypatch, prim):
@@ -98,7 +87,7 @@ def _check_conv2d(monkeypatch, args, probe, wrt, **kwargs):
                                         lambda: _conv_and_grads(ops.conv2d, args, probe, wrt, **kwargs))
     assert len(ours) == len(theirs) == 1 + len(wrt)
     for u, v in zip(ours, theirs):
-        _same_bits(u, v)
+        same_bits(u, v)
 
 
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
@@ -151,7 +140,7 @@ def test_native_conv1d_is_bitwise_the_widening_path(monkeypatch):
         ours, theirs = _native_and_widening(monkeypatch, _conv1d,
                                             lambda: _conv_and_grads(ops.conv1d, args, probe, wrt, **kwargs))
         for u, v in zip(ours, theirs):
-            _same_bits(u, v)
+            same_bits(u, v)
 
 
 def test_native_residuals_are_those_of_the_widening_path_and_either_backward_runs_on_them(monkeypatch):
@@ -162,11 +151,11 @@ def test_native_residuals_are_those_of_the_widening_path_and_either_backward_run
     with monkeypatch.context() as m:
         m.delitem(half._native, _conv2d)
         wide_out, wide_residuals = half.forward(_conv2d, values, params)
-    _same_bits(out, wide_out)
+    same_bits(out, wide_out)
     assert len(residuals) == len(wide_residuals) == 5
     for r, s in zip(residuals, wide_residuals):
         if type(s) is np.ndarray:
-            _same_bits(r, s)
+            same_bits(r, s)
         else:
             assert r == s
     g = np.random.default_rng(6).standard_normal(out.shape).astype(np.float16)
@@ -174,11 +163,11 @@ def test_native_residuals_are_those_of_the_widening_path_and_either_backward_run
     native = vjp.vjp(residuals, g, params, (0, 1, 2))
     widened = vjp.vjp(residuals, g.astype(np.float32), params, (0, 1, 2))  # a float32 cotangent: widening VJP
     for u, v in zip(native, widened):
-        _same_bits(u, v)
+        same_bits(u, v)
     without_x = vjp.vjp(residuals, g, params, (-1, 1, 2))
     assert without_x[0] is None
-    _same_bits(without_x[1], native[1])
-    _same_bits(without_x[2], native[2])
+    same_bits(without_x[1], native[1])
+    same_bits(without_x[2], native[2])
 
 
 def test_float16_sequential_conv_relu_is_bitwise_the_widening_path(monkeypatch):
@@ -198,4 +187,4 @@ def test_float16_sequential_conv_relu_is_bitwise_the_widening_path(monkeypatch):
     ours, theirs = _native_and_widening(monkeypatch, _conv2d, compute)
     assert len(ours) == len(theirs) == 2 + len(fnnet.tree.leaves(params))
     for u, v in zip(ours, theirs):
-        _same_bits(u, v)
+        same_bits(u, v)

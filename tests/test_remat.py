@@ -275,18 +275,23 @@ def test_the_recomputed_block_is_freed_as_its_backward_walks():
     _leaves_equal(grads, expected)
 
 
-def test_recomputation_runs_fusable_pairs_as_separate_ops(monkeypatch):
-    """The backward's re-run of a block does not fuse Linear+ReLU: a fused VJP keeps the pair's output and
-    its incoming cotangent until the input cotangent is made, which was the peak of the remat step.  The
-    first forward (no tape) still fuses, and the gradients stay bitwise the plain model's."""
-    calls = []
-    fused = L.Linear.apply_fused
+def _record_fused_calls(monkeypatch, layer_type):
+    """A list that gets, per fused call of ``layer_type``, whether it ran inside a recomputation."""
+    calls, fused = [], layer_type.apply_fused
 
     def spy(self, params, x, activation):
         calls.append(ops.in_recomputation(x))
         return fused(self, params, x, activation)
 
-    monkeypatch.setattr(L.Linear, "apply_fused", spy)
+    monkeypatch.setattr(layer_type, "apply_fused", spy)
+    return calls
+
+
+def test_recomputation_runs_fusable_pairs_as_separate_ops(monkeypatch):
+    """The backward's re-run of a block does not fuse Linear+ReLU: a fused VJP keeps the pair's output and
+    its incoming cotangent until the input cotangent is made, which was the peak of the remat step.  The
+    first forward (no tape) still fuses, and the gradients stay bitwise the plain model's."""
+    calls = _record_fused_calls(monkeypatch, L.Linear)
     x, y = _xy(16, 8)
     plain, ckpt = _mlp(2, 8, 3, False), _mlp(2, 8, 3, True)
     params = plain.init(KEY, (None, 8))
@@ -299,14 +304,7 @@ def test_recomputation_runs_fusable_pairs_as_separate_ops(monkeypatch):
 def test_recomputation_keeps_conv_relu_fused(monkeypatch):
     """Conv2D -> ReLU stays fused in the re-run (``fuses_when_recomputing``): its kernels mask the cotangent
     one sample at a time, so the fused backward holds less than the separate ops; gradients bitwise."""
-    calls = []
-    fused = L.Conv2D.apply_fused
-
-    def spy(self, params, x, activation):
-        calls.append(ops.in_recomputation(x))
-        return fused(self, params, x, activation)
-
-    monkeypatch.setattr(L.Conv2D, "apply_fused", spy)
+    calls = _record_fused_calls(monkeypatch, L.Conv2D)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 2, 8, 8)).astype(np.float32)
     y = rng.integers(0, 3, size=4)
