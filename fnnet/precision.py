@@ -253,13 +253,14 @@ class MixedPrecisionTrainStep:
     """``step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)`` in mixed
     precision; ``step.init(params)`` builds the ``opt_state``.  See :func:`make_mixed_precision_train_step`.
 
-    A call runs in two parts around one decision on the host.  The first, under :func:`fnnet.jit` unless
-    ``jit=False``, casts, runs the forward and backward on the scaled loss and returns the loss, the
-    outputs, the gradients cast to ``param_dtype`` and unscaled, and whether all of them are finite (one
-    fused pass per float16 gradient).  The loss scale enters it as an array, so a new scale does not trace
-    again.  Then, when the loss and gradients are finite, the optimizer's fused ``update_and_apply`` (also
-    under :func:`fnnet.jit`, whose replay skips the optimizer's per-call tree checks).
-    The results are bitwise those of the eager sequence the module docstring describes."""
+    A call casts, runs the forward and backward on the scaled loss, casts the gradients to ``param_dtype``
+    and unscales them while checking that all of them are finite (one fused pass per float16 gradient),
+    then decides on the host: when the loss and gradients are finite, it keeps the optimizer's fused
+    ``update_and_apply``.  Under :func:`fnnet.jit` (unless ``jit=False``) all of it is one plan, whose
+    update is pure, so a skipped step discards it (a replay skips the optimizer's per-call tree checks);
+    with ``donate`` the update writes into the inputs, so it runs as a second plan only when the step is
+    finite.  The loss scale enters as an array, so a new scale does not trace again.  The results are
+    bitwise those of the eager sequence the module docstring describes."""
 
     def __init__(self, model, loss_fn, optimizer, policy, loss_scale, jit=True, donate=False):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
@@ -290,6 +291,13 @@ class MixedPrecisionTrainStep:
 
         self._apply = jit_function(apply, donate_argnums=(1, 2) if donate else ()) if jit else apply
 
+        def whole(params, state, inner, x, y, key, scale, inverse_scale):
+            loss, new_state, out, grads, finite = gradients(params, state, x, y, key, scale, inverse_scale)
+            return (loss, new_state, out, finite), optimizer.update_and_apply(grads, inner, params)
+
+        # Without donation, one plan runs the whole step: the update is pure, so a skipped step discards it.
+        self._whole = jit_function(whole) if jit and not donate else None
+
     def init(self, params) -> MixedPrecisionState:
         """``MixedPrecisionState(optimizer.init(params), loss_scale)`` for float32 (``param_dtype``) params."""
         return MixedPrecisionState(self.optimizer.init(params), self.loss_scale)
@@ -299,14 +307,18 @@ class MixedPrecisionTrainStep:
             raise TypeError("MixedPrecisionTrainStep: opt_state must be a MixedPrecisionState; create it with "
                             f"step.init(params), got {type(opt_state).__name__}")
         scale = opt_state.loss_scale
-        loss, new_state, out, grads, grads_finite = self._gradients(
-            params, state, x, y, key, np.asarray(scale.value), np.asarray(1.0 / scale.value))
+        scales = np.asarray(scale.value), np.asarray(1.0 / scale.value)
+        if self._whole is not None:
+            (loss, new_state, out, grads_finite), updated = self._whole(params, state, opt_state.opt_state, x, y,
+                                                                        key, *scales)
+        else:
+            loss, new_state, out, grads, grads_finite = self._gradients(params, state, x, y, key, *scales)
         finite = bool(grads_finite) and bool(np.isfinite(loss))
         metrics = {"loss": float(loss), "loss_scale": scale.value, "skipped": 0.0 if finite else 1.0}
         if np.asarray(y).dtype.kind in "iu":
             metrics["accuracy"] = accuracy(out, y)
         if finite:
-            params, inner = self._apply(grads, opt_state.opt_state, params)
+            params, inner = updated if self._whole is not None else self._apply(grads, opt_state.opt_state, params)
             state = new_state
         else:  # a skipped step changes nothing but the loss scale
             inner = opt_state.opt_state
