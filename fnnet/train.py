@@ -49,8 +49,10 @@ def check_finite_step(loss, grads) -> None:
             "inf in the batch, a log of 0, or a learning rate that is too large (fnnet.check_finite() names the "
             "first op that produced it); pass check_finite=False to make_train_step to train on regardless"
         )
-    for path, g in zip(tree.paths(grads), tree.leaves(grads)):
+    leaves = tree.leaves(grads)
+    for i, g in enumerate(leaves):
         if not _is_finite(g):
+            path = tree.paths(grads)[i]  # (named only on failure: the paths cost a tree walk per step)
             g = np.asarray(g)
             raise NonFiniteError(
                 f"train step: the gradient of the param {path!r} has {int(np.isnan(g).sum())} NaN and "

@@ -7,6 +7,7 @@ import torch
 
 import fnnet
 import fnnet.ops as ops
+from fnnet.kernels._jit import SERIAL_STREAM
 from fnnet.layers import BatchNorm, Conv2D, Dropout, Flatten, Linear, ReLU, Sequential
 
 NAN, INF = np.nan, np.inf
@@ -118,12 +119,13 @@ def test_train_step_names_the_param_whose_gradient_is_not_finite():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_all_finite_kernel_finds_one_bad_value_anywhere(dtype):
+@pytest.mark.parametrize("n", [70_000, SERIAL_STREAM + 16_385], ids=["serial", "parallel"])
+def test_all_finite_kernel_finds_one_bad_value_anywhere(dtype, n):
     from fnnet.kernels import all_finite
 
-    x = np.random.default_rng(0).standard_normal(70_000).astype(dtype)
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype)
     assert all_finite(x) and all_finite(x[:0]) and all_finite(np.full(9, np.finfo(dtype).max, dtype))
-    for where in (0, 16_383, 16_384, 69_999):  # chunk edges included
+    for where in (0, 16_383, 16_384, n - 1):  # chunk edges included
         for bad in (np.nan, np.inf, -np.inf):
             y = x.copy()
             y[where] = bad

@@ -8,7 +8,7 @@ thread count and nothing of the size of the input is allocated.
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import SERIAL_STREAM, kernel
 
 __all__ = ["summary_stats", "histogram", "all_finite"]
 
@@ -95,19 +95,30 @@ def histogram(x, lo, hi, bins):
 @kernel(reduction=True)
 def all_finite(x):
     """True when no element of flat ``x`` is NaN or infinite: ``x * 0`` is 0 for a finite value and NaN
-    otherwise, and one NaN makes a sum NaN in any order (so the vectorised, chunked sum cannot miss one)."""
+    otherwise, and one NaN makes a sum NaN in any order (so the vectorised, chunked sum cannot miss one).
+    Below ``SERIAL_STREAM`` elements the chunks are summed in the calling thread (a gradient check of a
+    small model is one such call per param)."""
     n = x.size
     nchunks = max((n + CHUNK - 1) // CHUNK, 1)
     partial = np.zeros(nchunks, dtype=x.dtype)
-    zero = np.zeros(1, dtype=x.dtype)[0]  # 0 in x's dtype: the sum stays in it
-    for c in prange(nchunks):
-        chunk = x[c * CHUNK:min(n, (c + 1) * CHUNK)]
-        s = zero
-        for i in range(chunk.size):
-            s += chunk[i] * zero
-        partial[c] = s
-    total = zero
-    for c in range(nchunks):
+    if n < SERIAL_STREAM:
+        for c in range(nchunks):
+            partial[c] = _times_zero_sum(x[c * CHUNK:min(n, (c + 1) * CHUNK)])
+    else:
+        for c in prange(nchunks):
+            partial[c] = _times_zero_sum(x[c * CHUNK:min(n, (c + 1) * CHUNK)])
+    total = partial[0]
+    for c in range(1, nchunks):
         total += partial[c]
     return total == 0
+
+
+@kernel(parallel=False, reduction=True)
+def _times_zero_sum(chunk):
+    """The sum of ``chunk * 0`` in ``chunk``'s dtype: 0 when every element is finite, NaN otherwise."""
+    zero = np.zeros(1, dtype=chunk.dtype)[0]
+    s = zero
+    for i in range(chunk.size):
+        s += chunk[i] * zero
+    return s
 
