@@ -10,7 +10,7 @@ import fnnet
 from fnnet import layers as L
 from fnnet import optim
 from fnnet.autodiff.recorded_steps import FlatHostCall, HostCall
-from fnnet.jit._plan import TRIAL_REPLAYS
+from fnnet.jit._plan import TRIAL_REPLAYS, settle_threads
 
 RNG = np.random.default_rng(3)
 MODEL = L.Sequential([L.Linear(16), L.ReLU(), L.Linear(5)])
@@ -117,6 +117,17 @@ def test_a_plan_settles_its_thread_count_after_the_trial_replays():
     (plan,) = jitted.plans()
     assert plan.threads in (0, 1)
     assert len(plan._trials[0]) + len(plan._trials[1]) == TRIAL_REPLAYS
+
+
+@pytest.mark.parametrize("own, single, kept", [
+    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 3.1, 3.0, 3.2, 3.1], 1),  # one thread clearly faster
+    ([3.0, 3.1, 3.0, 3.2, 3.1], [4.0, 4.1, 4.2, 4.0, 4.3], 0),  # clearly slower
+    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 4.4, 4.5, 4.2, 4.6], 0),  # one lucky replay: the fastest alone would pick it
+    ([3.0, 4.4, 4.5, 4.2, 4.6], [3.6, 3.6, 3.7, 3.8, 3.6], 0),  # faster median, but not its fastest replay
+    ([4.0, 4.0, 4.0, 4.0, 4.0], [3.9, 3.9, 3.9, 3.9, 3.9], 0),  # within 5%: keep the caller's count
+])
+def test_one_thread_is_kept_only_when_its_fastest_and_median_replays_both_win(own, single, kept):
+    assert settle_threads(own, single) == kept
 
 
 def _adam_step():

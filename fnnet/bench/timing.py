@@ -9,7 +9,7 @@ import time
 
 #: Calls before timing starts: more than a jitted plan's thread trial (``fnnet.jit._plan.TRIAL_REPLAYS``
 #: replays alternating thread counts), so no timed call is a trial replay; the same for every framework.
-WARMUP = 12
+WARMUP = 20
 
 
 def median_ms(fn, *, warmup=WARMUP, repeats=7, min_time=0.05, max_steps=1000):
