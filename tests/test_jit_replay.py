@@ -119,6 +119,25 @@ def test_a_plan_settles_its_thread_count_after_the_trial_replays():
     assert len(plan._trials[0]) + len(plan._trials[1]) == TRIAL_REPLAYS
 
 
+def test_a_plan_measures_its_thread_count_again_after_retrial_after_replays(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("fnnet.jit._plan"), "RETRIAL_AFTER", TRIAL_REPLAYS + 4)
+    opt = optim.sgd(0.1)
+    jitted = fnnet.jit(lambda p, s, x, y: opt.update_and_apply(fnnet.grad(_loss)(p, x, y), s, p))
+    carry = (PARAMS, opt.init(PARAMS))
+    settled = []
+    for x, y in _batches(1 + 3 * TRIAL_REPLAYS + 9):  # the first call traces
+        carry = jitted(*carry, x, y)
+        (plan,) = jitted.plans()
+        settled.append(plan.threads is not None)
+    first = TRIAL_REPLAYS  # replays 1..16 measure; the plan settles on the 16th
+    again = TRIAL_REPLAYS + 4  # the replay that starts the second trial
+    assert settled[first] and all(settled[first:again])
+    assert not any(settled[again:again + TRIAL_REPLAYS - 1]) and settled[again + TRIAL_REPLAYS - 1]
+    assert not settled[2 * again]  # the third trial starts after twice as many replays
+
+
 @pytest.mark.parametrize("own, single, kept", [
     ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 3.1, 3.0, 3.2, 3.1], 1),  # one thread clearly faster
     ([3.0, 3.1, 3.0, 3.2, 3.1], [4.0, 4.1, 4.2, 4.0, 4.3], 0),  # clearly slower

@@ -10,7 +10,9 @@ Each plan also settles, by measurement, how many threads its kernels use: a step
 64-wide MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing,
 while a convolution wants every core.  The first :data:`TRIAL_REPLAYS` replays alternate between the
 calling thread's count and one thread; one thread is kept only when both its fastest and its median
-replay beat the other count's by 5% (:func:`settle_threads`).  Results do not depend on the
+replay beat the other count's by 5% (:func:`settle_threads`).  A trial can still be fooled by a burst of
+load, so a plan runs it again after :data:`RETRIAL_AFTER` replays, and again each time the count of
+replays doubles: a wrong choice lasts a bounded share of a run, and the trials cost a vanishing one.  Results do not depend on the
 count: every kernel's chunking is fixed (docs/design.md, "Determinism").
 """
 
@@ -23,10 +25,12 @@ import numpy as np
 from ..autodiff import Tracer
 from ..kernels._jit import swap_threads
 
-__all__ = ["Plan", "TRIAL_REPLAYS", "settle_threads"]
+__all__ = ["Plan", "TRIAL_REPLAYS", "RETRIAL_AFTER", "settle_threads"]
 
 #: Replays a plan spends measuring its thread count (half with the caller's count, half with one thread).
 TRIAL_REPLAYS = 16
+#: Replays after which a plan measures its thread count again (then after twice as many, and so on).
+RETRIAL_AFTER = 128
 
 
 class Plan:
@@ -64,9 +68,16 @@ class Plan:
         self._consts_out = consts_out
         self.threads = None
         self._trials = ([], [])  # replay seconds with the caller's count, with one thread
+        self._replays = 0
+        self._next_trial = RETRIAL_AFTER
 
     def run(self, leaves):
         """The outputs' leaves for the inputs' ``leaves`` (as flattened by the trace)."""
+        self._replays += 1
+        if self._replays == self._next_trial:  # measure the thread count again (see the module docstring)
+            self._next_trial *= 2
+            self._trials = ([], [])
+            self.threads = None
         threads = self.threads
         if threads == 0:
             results = self._replay(*leaves)
