@@ -189,7 +189,9 @@ def threefry_blocks(k0, k1, counter_hi, counter_lo, out_hi, out_lo):
 def threefry_words(k0, k1, start, out):
     """uint32 ``out[j]`` = word ``start + j`` of the stream: word ``2c`` is ``hi``, ``2c + 1`` is ``lo`` of
     counter ``c``."""
-    out[:] = _stream_words(k0, k1, start, out.size)
+    words = _stream_words(k0, k1, start, out.size)
+    for j in range(out.size):  # a loop, not ``out[:] = words``: that compiles a shape check and its message
+        out[j] = words[j]      # formatting (3.3 s of every cold start)
 
 
 @kernel(parallel=False)
