@@ -138,15 +138,17 @@ def test_a_plan_measures_its_thread_count_again_after_retrial_after_replays(monk
     assert not settled[2 * again]  # the third trial starts after twice as many replays
 
 
-@pytest.mark.parametrize("own, single, kept", [
-    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 3.1, 3.0, 3.2, 3.1], 1),  # one thread clearly faster
-    ([3.0, 3.1, 3.0, 3.2, 3.1], [4.0, 4.1, 4.2, 4.0, 4.3], 0),  # clearly slower
-    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 4.4, 4.5, 4.2, 4.6], 0),  # one lucky replay: the fastest alone would pick it
-    ([3.0, 4.4, 4.5, 4.2, 4.6], [3.6, 3.6, 3.7, 3.8, 3.6], 0),  # faster median, but not its fastest replay
-    ([4.0, 4.0, 4.0, 4.0, 4.0], [3.9, 3.9, 3.9, 3.9, 3.9], 0),  # within 5%: keep the caller's count
+@pytest.mark.parametrize("own, single, previous, kept", [
+    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 3.1, 3.0, 3.2, 3.1], 0, 1),  # one thread wins clearly: it is kept
+    ([3.0, 3.1, 3.0, 3.2, 3.1], [4.0, 4.1, 4.2, 4.0, 4.3], 1, 0),  # the caller's count wins clearly
+    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 4.4, 4.5, 4.2, 4.6], 1, 1),  # one lucky replay, slower median: unclear
+    ([4.0, 4.1, 4.2, 4.0, 4.3], [3.0, 4.4, 4.5, 4.2, 4.6], None, 0),  # ... first trial: the median decides
+    ([3.0, 4.4, 4.5, 4.2, 4.6], [3.6, 3.6, 3.7, 3.8, 3.6], 0, 0),  # faster median, not its fastest: unclear
+    ([3.0, 4.4, 4.5, 4.2, 4.6], [3.6, 3.6, 3.7, 3.8, 3.6], None, 1),
+    ([4.0, 4.0, 4.0, 4.0, 4.0], [3.9, 3.9, 3.9, 3.9, 3.9], 0, 0),  # within 5%: the previous choice stands
 ])
-def test_one_thread_is_kept_only_when_its_fastest_and_median_replays_both_win(own, single, kept):
-    assert settle_threads(own, single) == kept
+def test_a_trial_changes_the_thread_count_only_on_a_clear_win(own, single, previous, kept):
+    assert settle_threads(own, single, previous) == kept
 
 
 def _adam_step():

@@ -9,10 +9,11 @@ of looping over a step list removes the per-step interpretation cost: what is le
 Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a
 64-wide MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing,
 while a convolution wants every core.  The first :data:`TRIAL_REPLAYS` replays alternate between the
-calling thread's count and one thread; one thread is kept only when both its fastest and its median
-replay beat the other count's by 5% (:func:`settle_threads`).  A trial can still be fooled by a burst of
-load, so a plan runs it again after :data:`RETRIAL_AFTER` replays, and again each time the count of
-replays doubles: a wrong choice lasts a bounded share of a run, and the trials cost a vanishing one.  Results do not depend on the
+calling thread's count and one thread, and :func:`settle_threads` picks the count with the faster median
+replay.  A trial can be fooled by a burst of load, so a plan runs it again after :data:`RETRIAL_AFTER`
+replays, and again each time the count of replays doubles; a later trial changes the choice only when the
+other count wins clearly (both its fastest and its median replay by 5%), so the choice does not flip on
+noise.  A wrong choice lasts a bounded share of a run, and the trials cost a vanishing one.  Results do not depend on the
 count: every kernel's chunking is fixed (docs/design.md, "Determinism").
 """
 
@@ -70,6 +71,7 @@ class Plan:
         self._trials = ([], [])  # replay seconds with the caller's count, with one thread
         self._replays = 0
         self._next_trial = RETRIAL_AFTER
+        self._settled = None  # the choice of the previous trial
 
     def run(self, leaves):
         """The outputs' leaves for the inputs' ``leaves`` (as flattened by the trace)."""
@@ -77,7 +79,7 @@ class Plan:
         if self._replays == self._next_trial:  # measure the thread count again (see the module docstring)
             self._next_trial *= 2
             self._trials = ([], [])
-            self.threads = None
+            self._settled, self.threads = self.threads, None
         threads = self.threads
         if threads == 0:
             results = self._replay(*leaves)
@@ -105,20 +107,28 @@ class Plan:
                 swap_threads(previous)
         (single if one else own).append(time.perf_counter() - start)
         if len(single) >= TRIAL_REPLAYS // 2 and self.threads is None:
-            self.threads = settle_threads(own, single)
+            self.threads = settle_threads(own, single, self._settled)
         elif len(own) == 1 and not single and _caller_threads() == 1:
             self.threads = 0  # the caller already runs one thread: nothing to choose
         return results
 
 
-def settle_threads(own, single) -> int:
-    """The thread count a plan keeps after its trial: 1 when the one-thread replays (seconds, ``single``)
-    were clearly faster than those with the caller's count (``own``), in both their fastest replay and
-    their median, else 0 (the caller's count).  Either statistic alone is fooled on a shared machine: one
-    lucky replay moves the fastest, a burst of load the median; a wrong choice of one thread cost a
-    float16 MLP step 25% (measured on the 2-core machine: 3.8 ms with both threads, 4.8 ms with one)."""
-    faster = min(single) < 0.95 * min(own) and float(np.median(single)) < 0.95 * float(np.median(own))
-    return 1 if faster else 0
+def settle_threads(own, single, previous=None) -> int:
+    """The thread count a plan keeps after a trial: 1 (one thread) or 0 (the caller's count), from the
+    replay seconds of each (``own``, ``single``).  A count that wins clearly, by 5% in both its fastest and
+    its median replay, is kept; otherwise the ``previous`` trial's choice stands, and on the first trial
+    the faster median decides.  Either statistic alone is fooled on a shared machine (one lucky replay moves
+    the fastest, a burst of load the median), and a wrong choice costs a lot: measured on the 2-core
+    machine, one thread made a float16 MLP step 25% slower, two threads the ``tiny`` step 50% slower."""
+    fast_own, fast_single = min(own), min(single)
+    mid_own, mid_single = float(np.median(own)), float(np.median(single))
+    if fast_single < 0.95 * fast_own and mid_single < 0.95 * mid_own:
+        return 1
+    if fast_own < 0.95 * fast_single and mid_own < 0.95 * mid_single:
+        return 0
+    if previous is not None:
+        return previous
+    return 1 if mid_single < mid_own else 0
 
 
 def _caller_threads() -> int:
