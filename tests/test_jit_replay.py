@@ -10,7 +10,7 @@ import fnnet
 from fnnet import layers as L
 from fnnet import optim
 from fnnet.autodiff.recorded_steps import FlatHostCall, HostCall
-from fnnet.jit._plan import TRIAL_REPLAYS, settle_threads
+from fnnet.jit._plan import FIRST_TRIAL, TRIAL_BLOCK, TRIAL_REPLAYS, settle_threads
 
 RNG = np.random.default_rng(3)
 MODEL = L.Sequential([L.Linear(16), L.ReLU(), L.Linear(5)])
@@ -110,32 +110,35 @@ def test_a_plan_settles_its_thread_count_after_the_trial_replays():
     opt = optim.sgd(0.1)
     jitted = fnnet.jit(lambda p, s, x, y: opt.update_and_apply(fnnet.grad(_loss)(p, x, y), s, p))
     carry = (PARAMS, opt.init(PARAMS))
-    for x, y in _batches(TRIAL_REPLAYS + 1):  # the first call traces
-        (plan,) = jitted.plans() or (None,)
-        assert plan is None or plan.threads is None
+    threads = []
+    for x, y in _batches(FIRST_TRIAL + TRIAL_REPLAYS):  # the first call traces; threads[r] after replay r
         carry = jitted(*carry, x, y)
-    (plan,) = jitted.plans()
-    assert plan.threads in (0, 1)
-    assert len(plan._trials[0]) + len(plan._trials[1]) == TRIAL_REPLAYS
+        (plan,) = jitted.plans()
+        threads.append(plan.threads)
+    assert threads[:FIRST_TRIAL] == [0] * FIRST_TRIAL  # the caller's count until the first trial
+    assert threads[FIRST_TRIAL:-1] == [None] * (TRIAL_REPLAYS - 1) and threads[-1] in (0, 1)
+    assert len(plan._trials[0]) == len(plan._trials[1])  # blocks of each count, their first replay untimed
+    assert len(plan._trials[0]) + len(plan._trials[1]) == TRIAL_REPLAYS - TRIAL_REPLAYS // TRIAL_BLOCK
 
 
 def test_a_plan_measures_its_thread_count_again_after_retrial_after_replays(monkeypatch):
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("fnnet.jit._plan"), "RETRIAL_AFTER", TRIAL_REPLAYS + 4)
+    monkeypatch.setattr(importlib.import_module("fnnet.jit._plan"), "RETRIAL_AFTER", FIRST_TRIAL + TRIAL_REPLAYS + 4)
     opt = optim.sgd(0.1)
     jitted = fnnet.jit(lambda p, s, x, y: opt.update_and_apply(fnnet.grad(_loss)(p, x, y), s, p))
     carry = (PARAMS, opt.init(PARAMS))
-    settled = []
-    for x, y in _batches(1 + 3 * TRIAL_REPLAYS + 9):  # the first call traces
+    measuring = []
+    again = FIRST_TRIAL + TRIAL_REPLAYS + 4  # the replay that starts the second trial
+    for x, y in _batches(2 * again + 1):  # the first call traces; measuring[r] is after replay r
         carry = jitted(*carry, x, y)
         (plan,) = jitted.plans()
-        settled.append(plan.threads is not None)
-    first = TRIAL_REPLAYS  # replays 1..16 measure; the plan settles on the 16th
-    again = TRIAL_REPLAYS + 4  # the replay that starts the second trial
-    assert settled[first] and all(settled[first:again])
-    assert not any(settled[again:again + TRIAL_REPLAYS - 1]) and settled[again + TRIAL_REPLAYS - 1]
-    assert not settled[2 * again]  # the third trial starts after twice as many replays
+        measuring.append(plan.threads is None)
+    settled = FIRST_TRIAL + TRIAL_REPLAYS - 1  # the last replay of the first trial
+    assert not any(measuring[:FIRST_TRIAL]) and all(measuring[FIRST_TRIAL:settled])
+    assert not any(measuring[settled:again])
+    assert all(measuring[again:again + TRIAL_REPLAYS - 1]) and not measuring[again + TRIAL_REPLAYS - 1]
+    assert measuring[2 * again]  # the third trial starts after twice as many replays
 
 
 @pytest.mark.parametrize("own, single, previous, kept", [
@@ -219,4 +222,4 @@ def test_an_input_a_later_step_still_reads_is_not_overwritten():
 def test_the_benchmarks_warm_up_past_the_thread_trial():
     from fnnet.bench.timing import WARMUP
 
-    assert WARMUP > TRIAL_REPLAYS  # no timed call of a jitted step is a trial replay
+    assert WARMUP > FIRST_TRIAL + TRIAL_REPLAYS  # no timed call of a jitted step is a replay of its first trial

@@ -7,9 +7,10 @@ import statistics
 import time
 
 
-#: Calls before timing starts: more than a jitted plan's thread trial (``fnnet.jit._plan.TRIAL_REPLAYS``
-#: replays alternating thread counts), so no timed call is a trial replay; the same for every framework.
-WARMUP = 20
+#: Calls before timing starts: more than a jitted plan's replays up to the end of its first thread trial
+#: (``fnnet.jit._plan.FIRST_TRIAL + TRIAL_REPLAYS``), so no timed call is a replay of that trial; the same for
+#: every framework.  (Later trials, after 128 replays and at each doubling, are part of a run as users see it.)
+WARMUP = 52
 
 
 def median_ms(fn, *, warmup=WARMUP, repeats=7, min_time=0.05, max_steps=1000):

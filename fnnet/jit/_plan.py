@@ -6,15 +6,16 @@ holds what the eager run held and no more (residuals go as soon as their VJP has
 outputs nothing needs are dropped (the functions are pure); checks always run.  Generating source instead
 of looping over a step list removes the per-step interpretation cost: what is left is the call itself.
 
-Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a
-64-wide MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing,
-while a convolution wants every core.  The first :data:`TRIAL_REPLAYS` replays alternate between the
-calling thread's count and one thread, and :func:`settle_threads` picks the count with the faster median
-replay.  A trial can be fooled by a burst of load, so a plan runs it again after :data:`RETRIAL_AFTER`
-replays, and again each time the count of replays doubles; a later trial changes the choice only when the
-other count wins clearly (both its fastest and its median replay by 5%), so the choice does not flip on
-noise.  A wrong choice lasts a bounded share of a run, and the trials cost a vanishing one.  Results do not depend on the
-count: every kernel's chunking is fixed (docs/design.md, "Determinism").
+Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a 64-wide
+MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing, while a
+convolution wants every core. After :data:`FIRST_TRIAL` replays with the caller's count, the next
+:data:`TRIAL_REPLAYS` alternate, in blocks of :data:`TRIAL_BLOCK`, between the caller's count and one thread,
+and :func:`settle_threads` picks the count with the faster median replay. A trial can be fooled by a burst of
+load, so a plan runs it again after :data:`RETRIAL_AFTER` replays, and again each time the count of replays
+doubles; a later trial changes the choice only when the other count wins clearly (both its fastest and its
+median replay by 5%), so the choice does not flip on noise. A wrong choice lasts a bounded share of a run, and
+the trials cost a vanishing one.
+Results do not depend on the count: every kernel's chunking is fixed (docs/design.md, "Determinism").
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ import numpy as np
 from ..autodiff import Tracer
 from ..kernels._jit import swap_threads
 
-__all__ = ["Plan", "TRIAL_REPLAYS", "RETRIAL_AFTER", "settle_threads"]
+__all__ = ["Plan", "FIRST_TRIAL", "TRIAL_REPLAYS", "TRIAL_BLOCK", "RETRIAL_AFTER", "settle_threads"]
 
+#: Replays a plan runs with the caller's thread count before its first trial: the first replays after a
+#: trace run slower, by up to 5x with two threads on the 2-core machine, which made a trial right after the
+#: trace pick one thread for steps that run 35% faster on two.
+FIRST_TRIAL = 32
 #: Replays a plan spends measuring its thread count (half with the caller's count, half with one thread).
 TRIAL_REPLAYS = 16
+#: Consecutive replays with one count in a trial (the first of each block is not timed).
+TRIAL_BLOCK = 4
 #: Replays after which a plan measures its thread count again (then after twice as many, and so on).
 RETRIAL_AFTER = 128
 
@@ -42,8 +49,8 @@ class Plan:
         num_recorded: steps the trace recorded.
         trace_seconds: time the trace took (the first call).
         source: the generated Python source (for inspection).
-        threads: the thread count its kernels run with: None while still measuring, 0 for the calling
-            thread's own count, or 1.
+        threads: the thread count its kernels run with: 0 for the calling thread's own count, 1, or None
+            while a trial measures it.
     """
 
     def __init__(self, recorder, input_slots, out_leaves, out_def, trace_seconds, donated_slots=frozenset()):
@@ -67,19 +74,21 @@ class Plan:
         self._replay = namespace["replay"]
         self._outputs = outputs
         self._consts_out = consts_out
-        self.threads = None
+        self.threads = 0
         self._trials = ([], [])  # replay seconds with the caller's count, with one thread
+        self._trial_replays = 0
         self._replays = 0
-        self._next_trial = RETRIAL_AFTER
+        self._next_trial = FIRST_TRIAL
         self._settled = None  # the choice of the previous trial
 
     def run(self, leaves):
         """The outputs' leaves for the inputs' ``leaves`` (as flattened by the trace)."""
         self._replays += 1
-        if self._replays == self._next_trial:  # measure the thread count again (see the module docstring)
-            self._next_trial *= 2
-            self._trials = ([], [])
-            self._settled, self.threads = self.threads, None
+        if self._replays == self._next_trial:  # measure the thread count (again: see the module docstring)
+            self._next_trial = RETRIAL_AFTER if self._next_trial < RETRIAL_AFTER else 2 * self._next_trial
+            self._trials, self._trial_replays = ([], []), 0
+            self._settled = self.threads if self._replays > FIRST_TRIAL else None  # (the first trial: no choice yet)
+            self.threads = None
         threads = self.threads
         if threads == 0:
             results = self._replay(*leaves)
@@ -94,10 +103,14 @@ class Plan:
         return [r if s >= 0 else c for r, s, c in zip(results, self._outputs, self._consts_out)]
 
     def _trial(self, leaves):
-        """One measured replay of the thread-count trial; settles ``threads`` once both counts have run
-        ``TRIAL_REPLAYS / 2`` times (concurrent callers may add a sample or two: harmless)."""
+        """One replay of the thread-count trial: blocks of :data:`TRIAL_BLOCK` replays with the caller's count,
+        one thread, one thread, the caller's count (so a steady drift weighs on both counts alike), each
+        block's first replay untimed (it wakes or parks the worker threads).  Settles ``threads`` after
+        ``TRIAL_REPLAYS`` replays (concurrent callers may add a sample: harmless)."""
         own, single = self._trials
-        one = len(single) < len(own)
+        k = self._trial_replays
+        self._trial_replays = k + 1
+        one = (k // TRIAL_BLOCK) % 4 in (1, 2)  # caller's, one, one, caller's
         previous = swap_threads(1) if one else 0
         start = time.perf_counter()
         try:
@@ -105,11 +118,12 @@ class Plan:
         finally:
             if one:
                 swap_threads(previous)
-        (single if one else own).append(time.perf_counter() - start)
-        if len(single) >= TRIAL_REPLAYS // 2 and self.threads is None:
+        if k % TRIAL_BLOCK:
+            (single if one else own).append(time.perf_counter() - start)
+        if k + 1 >= TRIAL_REPLAYS and self.threads is None:
             self.threads = settle_threads(own, single, self._settled)
-        elif len(own) == 1 and not single and _caller_threads() == 1:
-            self.threads = 0  # the caller already runs one thread: nothing to choose
+        elif k == 0 and _caller_threads() == 1:
+            self.threads = 0 if self._settled is None else self._settled  # one thread already: nothing to choose
         return results
 
 
