@@ -91,7 +91,9 @@ def _check_labels(op, labels, n, num_classes):
             raise TypeError(f"{op}: labels must be a plain integer numpy array, got a traced array")
         _check_labels(op, plain, n, num_classes)
         # dtype and shape are fixed by the plan's signature: a replay needs only the range checked again
-        recording.check(functools.partial(_check_label_range, op, num_classes), plain)
+        check = functools.partial(_check_label_range, op, num_classes)
+        check.fnnet_quick_check = functools.partial(_labels_in_range, num_classes)
+        recording.check(check, plain)
         return plain
     if type(labels) is Batched:  # fnnet.vmap: example 0 as usual, then every example's labels as one array
         _check_labels(op, labels.value[0], n, num_classes)
@@ -110,16 +112,22 @@ def _check_labels(op, labels, n, num_classes):
     return labels
 
 
+def _labels_in_range(num_classes, labels) -> bool:
+    """True when every label of the int32/int64 vector ``labels`` is in ``[0, num_classes)``."""
+    if not labels.size:
+        return True
+    lo, hi = K.index_range(labels)
+    return lo >= 0 and hi < num_classes
+
+
 def _check_label_range(op, num_classes, labels):
     """IndexError naming the first label outside ``[0, num_classes)`` (an int32/int64 vector)."""
-    if labels.size:
-        lo, hi = K.index_range(labels)
-        if lo < 0 or hi >= num_classes:
-            i = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
-            raise IndexError(
-                f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "
-                f"in 0..{num_classes - 1}"
-            )
+    if not _labels_in_range(num_classes, labels):
+        i = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        raise IndexError(
+            f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "
+            f"in 0..{num_classes - 1}"
+        )
 
 
 def softmax_cross_entropy(logits, labels, reduction="mean"):

@@ -205,8 +205,11 @@ def test_labels_out_of_range_still_raise_on_replay():
     jf = fnnet.jit(lambda z, y: fnnet.losses.softmax_cross_entropy(z, y))
     z = np.zeros((3, 4), np.float32)
     jf(z, np.array([0, 1, 2]))
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(IndexError, match=r"labels\[1\] = 9 is out of range for 4 classes"):  # the full message
         jf(z, np.array([0, 9, 2]))
+    with pytest.raises(IndexError, match=r"labels\[2\] = -1 is out of range"):
+        jf(z, np.array([0, 1, -1]))
+    assert jf.cache_info().misses == 1  # replays, whose quick test failed and ran the full check
 
 
 def test_leaked_tracer_and_bad_static_give_clear_errors():
@@ -283,7 +286,7 @@ def test_jitted_train_step_raises_non_finite_on_replay_before_the_update():
     keep = fnnet.tree.map(np.copy, params)
     bad = np.ones((4, 5), np.float32)
     bad[1, 2] = np.nan
-    with pytest.raises(fnnet.train.NonFiniteError):
+    with pytest.raises(fnnet.train.NonFiniteError, match="train step: the loss is nan; the update was not applied"):
         step(params, {}, opt.init(params), bad, y, None)
     _same(params, keep)
     assert step.jitted.cache_info().misses == 1

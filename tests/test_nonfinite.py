@@ -130,3 +130,19 @@ def test_all_finite_kernel_finds_one_bad_value_anywhere(dtype, n):
             y = x.copy()
             y[where] = bad
             assert not all_finite(y)
+
+
+def test_jitted_train_step_names_the_param_whose_gradient_is_not_finite_on_replay():
+    model = Sequential([Linear(2)])
+    params = model.init(fnnet.random.key(0), (None, 3))
+    opt = fnnet.optim.sgd(0.1)
+
+    def loss(out, y):  # finite loss; where y is 0 the gradient is 0 * inf = NaN (sqrt at 0)
+        return ops.sum(ops.sqrt(ops.multiply(ops.multiply(out, out), y)))
+
+    step = fnnet.train.make_train_step(model, loss, opt)
+    x = np.ones((2, 3), dtype=np.float32)
+    step(params, {}, opt.init(params), x, np.ones((2, 2), np.float32), fnnet.random.key(0))  # traces: finite
+    with pytest.raises(fnnet.train.NonFiniteError, match="gradient of the param '0/(bias|weight)'"):
+        step(params, {}, opt.init(params), x, np.zeros((2, 2), np.float32), fnnet.random.key(0))
+    assert step.jitted.cache_info().misses == 1  # the replay's quick test failed and the full check named it

@@ -81,6 +81,21 @@ class HostCall:
         return tuple(np.asarray(out_leaves[i]) for i in self.positions)
 
 
+class QuickCheck:
+    """Step: a recorded check (:func:`fnnet.autodiff.recording.check`) that first runs its quick test on the
+    dynamic leaves and runs the check itself (a :class:`HostCall`, which raises) only when the test fails."""
+
+    __slots__ = ("quick", "full")
+
+    def __init__(self, quick, full):
+        self.quick, self.full = quick, full
+
+    def __call__(self, *values):
+        if not self.quick(*values):
+            self.full(*values)
+        return ()
+
+
 class FlatHostCall:
     """Step: a host function's flat specialisation on the call's leaves with the dynamic ones replaced."""
 

@@ -312,7 +312,11 @@ def jit_index(x):
 def check(fn, *args) -> None:
     """Run ``fn(*args)``, a check that raises on bad values (a label out of range, a non-finite loss), on
     the values of ``args`` (trees of arrays); under a trace, also record it to run again, in this place,
-    on every replay."""
+    on every replay.
+
+    A check may offer a quick test of its traced leaves, ``fn.fnnet_quick_check(*leaves) -> bool`` (True:
+    the check would pass).  A replay then runs only the test, with no tree to rebuild, and calls ``fn``
+    on the rebuilt arguments (which raises its full message) only when the test fails."""
     recorder = getattr(_state, "recorder", None)
     if recorder is None:
         fn(*args)
@@ -322,4 +326,8 @@ def check(fn, *args) -> None:
     values = [leaf.value if type(leaf) is Tracer else leaf for leaf in leaves]
     recorder.run(fn, tree.unflatten(treedef, values)[0])
     if dynamic:
-        recorder.step(steps.HostCall(fn, treedef, values, dynamic, ()), [recorder.slot_of(leaves[i]) for i in dynamic], None)
+        step = steps.HostCall(fn, treedef, values, dynamic, ())
+        quick = getattr(fn, "fnnet_quick_check", None)
+        if quick is not None:
+            step = steps.QuickCheck(quick, step)
+        recorder.step(step, [recorder.slot_of(leaves[i]) for i in dynamic], None)
