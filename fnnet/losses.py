@@ -18,7 +18,7 @@ import numpy as np
 from . import kernels as K
 from . import ops
 from .autodiff import Batched, Tracer, primitive, recording
-from .ops._validate import check_array, check_float, check_same_dtype, contiguous, value
+from .ops._validate import check_array, check_float, check_same_dtype, contiguous, indices_in_range, value
 
 __all__ = [
     "softmax_cross_entropy", "softmax_cross_entropy_with_probs", "mse", "binary_cross_entropy_with_logits",
@@ -92,7 +92,7 @@ def _check_labels(op, labels, n, num_classes):
         _check_labels(op, plain, n, num_classes)
         # dtype and shape are fixed by the plan's signature: a replay needs only the range checked again
         check = functools.partial(_check_label_range, op, num_classes)
-        check.fnnet_quick_check = functools.partial(_labels_in_range, num_classes)
+        check.fnnet_quick_check = functools.partial(indices_in_range, num_classes)
         recording.check(check, plain)
         return plain
     if type(labels) is Batched:  # fnnet.vmap: example 0 as usual, then every example's labels as one array
@@ -112,17 +112,9 @@ def _check_labels(op, labels, n, num_classes):
     return labels
 
 
-def _labels_in_range(num_classes, labels) -> bool:
-    """True when every label of the int32/int64 vector ``labels`` is in ``[0, num_classes)``."""
-    if not labels.size:
-        return True
-    lo, hi = K.index_range(labels)
-    return lo >= 0 and hi < num_classes
-
-
 def _check_label_range(op, num_classes, labels):
     """IndexError naming the first label outside ``[0, num_classes)`` (an int32/int64 vector)."""
-    if not _labels_in_range(num_classes, labels):
+    if not indices_in_range(num_classes, labels):
         i = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
         raise IndexError(
             f"{op}: labels[{i}] = {int(labels[i])} is out of range for {num_classes} classes; labels must be "

@@ -212,6 +212,15 @@ def test_labels_out_of_range_still_raise_on_replay():
     assert jf.cache_info().misses == 1  # replays, whose quick test failed and ran the full check
 
 
+def test_embedding_indices_out_of_range_still_raise_on_replay():
+    jf = fnnet.jit(lambda t, i: fnnet.ops.embedding(i, t))
+    table = np.ones((5, 3), np.float32)
+    jf(table, np.array([[0, 4], [1, 2]]))
+    with pytest.raises(IndexError, match=r"indices\[1, 0\] = 5 is out of range for a table of 5 rows"):
+        jf(table, np.array([[0, 4], [5, 2]]))
+    assert jf.cache_info().misses == 1
+
+
 def test_leaked_tracer_and_bad_static_give_clear_errors():
     leaked = []
     jf = fnnet.jit(lambda x: leaked.append(x) or x * 2.0)

@@ -164,6 +164,16 @@ def as_operand(op, arg, x, like=None):
     )
 
 
+def indices_in_range(n: int, indices: np.ndarray) -> bool:
+    """True when every element of the int32/int64 array ``indices`` is in ``[0, n)`` (one kernel pass).
+    Ops that take labels or row indices check with it, and a jit replay runs it as their quick check
+    (``recording.check``'s ``fnnet_quick_check``) before building any message."""
+    if not indices.size:
+        return True
+    lo, hi = K.index_range(indices)
+    return lo >= 0 and hi < n
+
+
 def contiguous(x: np.ndarray) -> np.ndarray:
     """C-contiguous view or copy (kernels read raw memory and must never see strided data)."""
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..autodiff import Tracer, primitive, recording
-from ._validate import check_array, check_float, check_ndim, contiguous, value
+from ._validate import check_array, check_float, check_ndim, contiguous, indices_in_range, value
 
 __all__ = ["embedding"]
 
@@ -69,21 +69,21 @@ def embedding(indices, table, *, padding_idx=None):
     table = check_float(op, "table", table)
     check_ndim(op, "table", table, 2, "(num_embeddings, features)")
     num = value(table).shape[0]
-    recording.check(functools.partial(_check_rows, op, num=num), indices)  # and on every jit replay
+    check = functools.partial(_check_rows, op, num=num)
+    check.fnnet_quick_check = functools.partial(indices_in_range, num)
+    recording.check(check, indices)  # and on every jit replay
     return _embedding(indices, table, padding_idx=_padding_row(op, padding_idx, num))
 
 
 def _check_rows(op, indices, num):
     """IndexError naming the first index outside ``[0, num)``."""
-    if indices.size:
-        lo, hi = K.index_range(indices)
-        if lo < 0 or hi >= num:
-            bad = (indices < 0) | (indices >= num)
-            pos = tuple(int(p) for p in np.argwhere(bad)[0])
-            raise IndexError(
-                f"{op}: indices[{', '.join(map(str, pos))}] = {int(indices[pos])} is out of range for a table of {num} rows "
-                f"(valid indices are 0..{num - 1}; negative indices are not wrapped)"
-            )
+    if not indices_in_range(num, indices):
+        bad = (indices < 0) | (indices >= num)
+        pos = tuple(int(p) for p in np.argwhere(bad)[0])
+        raise IndexError(
+            f"{op}: indices[{', '.join(map(str, pos))}] = {int(indices[pos])} is out of range for a table of {num} rows "
+            f"(valid indices are 0..{num - 1}; negative indices are not wrapped)"
+        )
 
 
 def _padding_row(op, padding_idx, num):
