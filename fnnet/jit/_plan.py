@@ -6,16 +6,16 @@ holds what the eager run held and no more (residuals go as soon as their VJP has
 outputs nothing needs are dropped (the functions are pure); checks always run.  Generating source instead
 of looping over a step list removes the per-step interpretation cost: what is left is the call itself.
 
-Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a 64-wide
-MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing, while a
-convolution wants every core. After :data:`FIRST_TRIAL` replays with the caller's count, the next
-:data:`TRIAL_REPLAYS` alternate, in blocks of :data:`TRIAL_BLOCK`, between the caller's count and one thread,
-and :func:`settle_threads` picks the count with the faster median replay. A trial can be fooled by a burst of
-load, so a plan runs it again after :data:`RETRIAL_AFTER` replays, and again each time the count of replays
-doubles; a later trial changes the choice only when the other count wins clearly (both its fastest and its
-median replay by 5%), so the choice does not flip on noise. A wrong choice lasts a bounded share of a run, and
-the trials cost a vanishing one.
-Results do not depend on the count: every kernel's chunking is fixed (docs/design.md, "Determinism").
+Each plan also settles, by measurement, how many threads its kernels use: a step of small arrays (a
+64-wide MLP, a GRU cell of batch 32) spends more time waking the kernels' worker threads than computing,
+while a convolution wants every core.  After :data:`FIRST_TRIAL` replays with the caller's count, the next
+:data:`TRIAL_REPLAYS` alternate, in blocks of :data:`TRIAL_BLOCK`, between the caller's count and one
+thread, and :func:`settle_threads` picks the count with the faster median replay.  A trial can be fooled
+by a burst of load, so a plan runs it again after :data:`RETRIAL_AFTER` replays, and again each time the
+count of replays doubles; a later trial changes the choice only when the other count wins clearly (both
+its fastest and its median replay by 5%), so the choice does not flip on noise.  A wrong choice lasts a
+bounded share of a run, and the trials cost a vanishing one.  Results do not depend on the count: every
+kernel's chunking is fixed (docs/design.md, "Determinism").
 """
 
 from __future__ import annotations
