@@ -305,7 +305,8 @@ def main(argv=None):
                    help="training rows: also time the jitted step's first call with an empty kernel cache (minutes)")
     args = p.parse_args(argv)
     workloads = args.workload or list(ALL)
-    cfg = {"threads": args.threads, "repeats": 1 if args.quick else 7, "min_time": 0.0 if args.quick else 0.2}
+    cfg = {"threads": args.threads, "repeats": 1 if args.quick else 7, "min_time": 0.0 if args.quick else 0.2,
+           "warmup": 2 if args.quick else None}
     notes = []
     results = _header(args, argv)
     # a smoke run measures in one long-lived worker per framework instead of a fresh process per measurement

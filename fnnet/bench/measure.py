@@ -25,10 +25,14 @@ def env(threads, extra=None):
     return result
 
 
-def worker(framework, workload, *, threads=2, batch=None, repeats=7, min_time=0.05, steps=0, env_vars=None):
+def worker(framework, workload, *, threads=2, batch=None, repeats=7, min_time=0.05, steps=0, env_vars=None,
+           warmup=None):
     """One measurement in a fresh ``fnnet.bench.worker`` process (in a :class:`SmokeWorkers` block: in that
-    framework's one long-lived process); its JSON result."""
+    framework's one long-lived process); its JSON result.  ``warmup``: calls before timing (None: the
+    worker's default, past a jitted plan's first thread trial; a smoke run needs only a couple)."""
     argv = [framework, workload, "--threads", str(threads), "--repeats", str(repeats), "--min-time", str(min_time)]
+    if warmup is not None:
+        argv += ["--warmup", str(warmup)]
     if batch:
         argv += ["--batch", str(batch)]
     if steps:

@@ -58,6 +58,7 @@ def _measure(argv):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--min-time", type=float, default=0.05)
     p.add_argument("--steps", type=int, default=0, help="memory mode: run this many steps, report peak RSS")
+    p.add_argument("--warmup", type=int, default=None, help="calls before timing (default: timing.WARMUP)")
     args = p.parse_args(argv)
     _set_threads(args.framework, args.threads)
     from . import timing
@@ -65,7 +66,7 @@ def _measure(argv):
     if args.workload.startswith("op:"):
         from .ops import OP_BENCHES
 
-        result = OP_BENCHES[args.framework](args.workload[3:], args.repeats, args.min_time)
+        result = OP_BENCHES[args.framework](args.workload[3:], args.repeats, args.min_time, args.warmup)
     else:
         from .workloads import BUILDERS
 
@@ -76,7 +77,9 @@ def _measure(argv):
             result = {"peak_rss_mb": timing.peak_rss_mb()}
         else:
             first_ms = timing.first_call_ms(step)
-            result = {"ms": timing.median_ms(step, repeats=args.repeats, min_time=args.min_time), "first_ms": first_ms}
+            warmup = timing.WARMUP if args.warmup is None else args.warmup
+            result = {"ms": timing.median_ms(step, warmup=warmup, repeats=args.repeats, min_time=args.min_time),
+                      "first_ms": first_ms}
     if args.framework.startswith("fnnet"):
         result["threading_layer"] = _threading_layer()
     return result
