@@ -79,7 +79,7 @@ class Plan:
         self._trial_replays = 0
         self._replays = 0
         self._next_trial = FIRST_TRIAL
-        self._settled = None  # the choice of the previous trial
+        self._settled = None  # the choice of the last trial (None before the first)
 
     def run(self, leaves):
         """The outputs' leaves for the inputs' ``leaves`` (as flattened by the trace)."""
@@ -87,7 +87,6 @@ class Plan:
         if self._replays == self._next_trial:  # measure the thread count (again: see the module docstring)
             self._next_trial = RETRIAL_AFTER if self._next_trial < RETRIAL_AFTER else 2 * self._next_trial
             self._trials, self._trial_replays = ([], []), 0
-            self._settled = self.threads if self._replays > FIRST_TRIAL else None  # (the first trial: no choice yet)
             self.threads = None
         threads = self.threads
         if threads == 0:
@@ -121,9 +120,9 @@ class Plan:
         if k % TRIAL_BLOCK:
             (single if one else own).append(time.perf_counter() - start)
         if k + 1 >= TRIAL_REPLAYS and self.threads is None:
-            self.threads = settle_threads(own, single, self._settled)
+            self.threads = self._settled = settle_threads(own, single, self._settled)
         elif k == 0 and _caller_threads() == 1:
-            self.threads = 0 if self._settled is None else self._settled  # one thread already: nothing to choose
+            self.threads = 0  # the caller already runs one thread: nothing to choose
         return results
 
 
