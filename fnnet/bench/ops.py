@@ -72,11 +72,7 @@ def _fnnet_fn(name, d):
 OP_WARMUP = 12
 
 
-def _median_ms(fn, repeats, min_time, warmup):
-    return median_ms(fn, warmup=OP_WARMUP if warmup is None else warmup, repeats=repeats, min_time=min_time)
-
-
-def fnnet_op(name, repeats, min_time, warmup=None):
+def fnnet_op(name, repeats, min_time, warmup=OP_WARMUP):
     import fnnet
 
     d = _inputs(name)
@@ -89,8 +85,8 @@ def fnnet_op(name, repeats, min_time, warmup=None):
         _, vjp_fn = fnnet.vjp(fn, *args)
         vjp_fn(u)
 
-    return {"fwd_ms": _median_ms(lambda: fn(*args), repeats, min_time, warmup),
-            "fwd_bwd_ms": _median_ms(fwd_bwd, repeats, min_time, warmup)}
+    return {"fwd_ms": median_ms(lambda: fn(*args), warmup=warmup, repeats=repeats, min_time=min_time),
+            "fwd_bwd_ms": median_ms(fwd_bwd, warmup=warmup, repeats=repeats, min_time=min_time)}
 
 
 def _torch_fn(name, d):
@@ -118,7 +114,7 @@ def _torch_fn(name, d):
     raise KeyError(name)
 
 
-def torch_op(name, repeats, min_time, warmup=None):
+def torch_op(name, repeats, min_time, warmup=OP_WARMUP):
     import torch
 
     d = {k: torch.from_numpy(v) for k, v in _inputs(name).items()}
@@ -137,16 +133,17 @@ def torch_op(name, repeats, min_time, warmup=None):
             a.grad = None
         fn(*args).backward(u)
 
-    return {"fwd_ms": _median_ms(fwd, repeats, min_time, warmup),
-            "fwd_bwd_ms": _median_ms(fwd_bwd, repeats, min_time, warmup)}
+    return {"fwd_ms": median_ms(fwd, warmup=warmup, repeats=repeats, min_time=min_time),
+            "fwd_bwd_ms": median_ms(fwd_bwd, warmup=warmup, repeats=repeats, min_time=min_time)}
 
 
-def numpy_op(name, repeats, min_time, warmup=None):
+def numpy_op(name, repeats, min_time, warmup=OP_WARMUP):
     """The NumPy forward reference (there is no backward to time)."""
     d = _inputs(name)
     fn, argnames = pointwise.numpy_fn(name, d)
     args = [d[a] for a in argnames]
-    return {"fwd_ms": _median_ms(lambda: fn(*args), repeats, min_time, warmup), "fwd_bwd_ms": None}
+    return {"fwd_ms": median_ms(lambda: fn(*args), warmup=warmup, repeats=repeats, min_time=min_time),
+            "fwd_bwd_ms": None}
 
 
 OP_BENCHES = {"fnnet": fnnet_op, "torch": torch_op, "numpy": numpy_op}

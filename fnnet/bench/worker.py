@@ -58,15 +58,17 @@ def _measure(argv):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--min-time", type=float, default=0.05)
     p.add_argument("--steps", type=int, default=0, help="memory mode: run this many steps, report peak RSS")
-    p.add_argument("--warmup", type=int, default=None, help="calls before timing (default: timing.WARMUP)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="calls before timing (default: timing.WARMUP for steps, ops.OP_WARMUP for ops)")
     args = p.parse_args(argv)
     _set_threads(args.framework, args.threads)
     from . import timing
 
     if args.workload.startswith("op:"):
-        from .ops import OP_BENCHES
+        from .ops import OP_BENCHES, OP_WARMUP
 
-        result = OP_BENCHES[args.framework](args.workload[3:], args.repeats, args.min_time, args.warmup)
+        warmup = OP_WARMUP if args.warmup is None else args.warmup
+        result = OP_BENCHES[args.framework](args.workload[3:], args.repeats, args.min_time, warmup)
     else:
         from .workloads import BUILDERS
 
