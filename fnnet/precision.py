@@ -256,10 +256,10 @@ class MixedPrecisionTrainStep:
     A call casts, runs the forward and backward on the scaled loss, casts the gradients to ``param_dtype``
     and unscales them while checking that all of them are finite (one fused pass per float16 gradient),
     then decides on the host: when the loss and gradients are finite, it keeps the optimizer's fused
-    ``update_and_apply``.  Under :func:`fnnet.jit` (unless ``jit=False``) all of it is one plan, whose
-    update is pure, so a skipped step discards it (a replay skips the optimizer's per-call tree checks);
-    with ``donate`` the update writes into the inputs, so it runs as a second plan only when the step is
-    finite.  The loss scale enters as an array, so a new scale does not trace again.  The results are
+    ``update_and_apply``.  All of it is one call (under :func:`fnnet.jit` unless ``jit=False``, one plan,
+    whose replay skips the optimizer's per-call tree checks); the update is pure, so a skipped step
+    discards it.  With ``donate`` the update writes into the inputs, so it runs as a second call only when
+    the step is finite.  The loss scale enters as an array, so a new scale does not trace again.  The results are
     bitwise those of the eager sequence the module docstring describes."""
 
     def __init__(self, model, loss_fn, optimizer, policy, loss_scale, jit=True, donate=False):
@@ -284,19 +284,27 @@ class MixedPrecisionTrainStep:
             grads, finite = _unscaled_gradients(grads, inverse_scale, policy.param_dtype)
             return loss, policy.cast_to_param(new_state), out, grads, finite
 
-        self._gradients = jit_function(gradients) if jit else gradients
+        compiled = jit_function if jit else (lambda fn, **_: fn)
+        if donate:  # the update writes into its inputs, so it runs only once the step is known to be finite
+            def apply(grads, inner, params):  # under jit the plan donates (donate_argnums)
+                return optimizer.update_and_apply(grads, inner, params, donate=not jit)
 
-        def apply(grads, inner, params):  # under jit the plan donates (donate_argnums), as make_train_step's
-            return optimizer.update_and_apply(grads, inner, params, donate=donate and not jit)
+            gradients_fn, apply_fn = compiled(gradients), compiled(apply, donate_argnums=(1, 2))
 
-        self._apply = jit_function(apply, donate_argnums=(1, 2) if donate else ()) if jit else apply
+            def run(params, state, inner, x, y, key, scale, inverse_scale):
+                loss, new_state, out, grads, finite = gradients_fn(params, state, x, y, key, scale, inverse_scale)
+                return (loss, new_state, out, finite), lambda: apply_fn(grads, inner, params)
+        else:  # one plan for the whole step: the update is pure, so a skipped step discards it
+            def whole(params, state, inner, x, y, key, scale, inverse_scale):
+                loss, new_state, out, grads, finite = gradients(params, state, x, y, key, scale, inverse_scale)
+                return (loss, new_state, out, finite), optimizer.update_and_apply(grads, inner, params)
 
-        def whole(params, state, inner, x, y, key, scale, inverse_scale):
-            loss, new_state, out, grads, finite = gradients(params, state, x, y, key, scale, inverse_scale)
-            return (loss, new_state, out, finite), optimizer.update_and_apply(grads, inner, params)
+            whole_fn = compiled(whole)
 
-        # Without donation, one plan runs the whole step: the update is pure, so a skipped step discards it.
-        self._whole = jit_function(whole) if jit and not donate else None
+            def run(*args):
+                head, updated = whole_fn(*args)
+                return head, lambda: updated
+        self._run = run
 
     def init(self, params) -> MixedPrecisionState:
         """``MixedPrecisionState(optimizer.init(params), loss_scale)`` for float32 (``param_dtype``) params."""
@@ -307,18 +315,14 @@ class MixedPrecisionTrainStep:
             raise TypeError("MixedPrecisionTrainStep: opt_state must be a MixedPrecisionState; create it with "
                             f"step.init(params), got {type(opt_state).__name__}")
         scale = opt_state.loss_scale
-        scales = np.asarray(scale.value), np.asarray(1.0 / scale.value)
-        if self._whole is not None:
-            (loss, new_state, out, grads_finite), updated = self._whole(params, state, opt_state.opt_state, x, y,
-                                                                        key, *scales)
-        else:
-            loss, new_state, out, grads, grads_finite = self._gradients(params, state, x, y, key, *scales)
+        (loss, new_state, out, grads_finite), update = self._run(
+            params, state, opt_state.opt_state, x, y, key, np.asarray(scale.value), np.asarray(1.0 / scale.value))
         finite = bool(grads_finite) and bool(np.isfinite(loss))
         metrics = {"loss": float(loss), "loss_scale": scale.value, "skipped": 0.0 if finite else 1.0}
         if np.asarray(y).dtype.kind in "iu":
             metrics["accuracy"] = accuracy(out, y)
         if finite:
-            params, inner = updated if self._whole is not None else self._apply(grads, opt_state.opt_state, params)
+            params, inner = update()
             state = new_state
         else:  # a skipped step changes nothing but the loss scale
             inner = opt_state.opt_state
