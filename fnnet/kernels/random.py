@@ -190,8 +190,8 @@ def threefry_words(k0, k1, start, out):
     """uint32 ``out[j]`` = word ``start + j`` of the stream: word ``2c`` is ``hi``, ``2c + 1`` is ``lo`` of
     counter ``c``."""
     words = _stream_words(k0, k1, start, out.size)
-    for j in range(out.size):  # a loop, not ``out[:] = words``: that compiles a shape check and its message
-        out[j] = words[j]      # formatting (3.3 s of every cold start)
+    for j in range(out.size):  # a loop, not ``out[:] = words``: that compiles a shape check and the
+        out[j] = words[j]      # formatting of its message (compiling this kernel alone: 3.6 s -> 1.5 s)
 
 
 @kernel(parallel=False)

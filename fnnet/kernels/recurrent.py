@@ -27,7 +27,8 @@ def _serial_vmath_kernel(fn):
 @helper(inline=True)
 def _copy_row(src, dst):
     """``dst[j] = src[j]``: a loop, where ``dst[:] = src`` would compile a shape check and the formatting of
-    its error message (9.5 s of the first GRU step's compile, 10 s of the LSTM's backward)."""
+    its error message (compiling ``gru_step_fwd`` alone: 6.6 s -> 3.8 s, ``lstm_step_bwd``: 6.3 s -> 2.2 s;
+    ``tests/tools/find_kernel_formatting.py``)."""
     for j in range(src.shape[0]):
         dst[j] = src[j]
 
