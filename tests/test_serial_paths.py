@@ -1,12 +1,16 @@
 """Kernels that run small work serially (below ``SERIAL_WORK`` elements) give bitwise what their parallel
 path gives: each element (row) is computed the same way whichever path runs it."""
 
+import re
+
+import numba
 import numpy as np
 import pytest
+from numba import prange
 
 from fnnet import kernels as K
 from fnnet.kernels import optim as KO
-from fnnet.kernels._jit import SERIAL_WORK
+from fnnet.kernels._jit import _PRANGE_ONLY, SERIAL_WORK
 
 RNG = np.random.default_rng(11)
 BIG = SERIAL_WORK + 4099  # parallel path
@@ -77,3 +81,23 @@ def test_linear_forward_single_block_in_the_calling_thread_matches_the_parallel_
     b = RNG.standard_normal(24).astype(np.float32)
     one_block = K.linear_fwd(x[:ROW_BLOCK].copy(), w, b, True, True)
     assert one_block.tobytes() == K.linear_fwd(x, w, b, True, True)[:ROW_BLOCK].tobytes()
+
+
+def _zeros_then_prange(x):
+    out = np.zeros(x.size)  # an allocation: a parallel loop of its own if Numba's "numpy" option were on
+    for i in prange(x.size):
+        out[i] = 2.0 * x[i]
+    return out
+
+
+def test_parallel_options_stay_prange_only_in_every_compile():
+    """Numba pops a dict of parallel options at each compile; fnnet's options must reach every kernel (a
+    shared dict reached only the first, and the others launched threads for each ``np.zeros``)."""
+    compiled = [numba.njit(parallel=_PRANGE_ONLY)(_zeros_then_prange) for _ in range(3)]
+    x = np.arange(5.0)
+    for fn in compiled:
+        assert fn(x).tolist() == (2 * x).tolist()
+    for fn in compiled:
+        ir = "".join(fn.inspect_llvm().values())
+        assert len(set(re.findall(r"__numba_parfor_gufunc_0x[0-9a-f]+", ir))) == 1  # the prange loop only
+    assert not _PRANGE_ONLY.numpy and _PRANGE_ONLY.prange

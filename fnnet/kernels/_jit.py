@@ -34,6 +34,7 @@ import sys
 import tempfile
 
 import numba
+from numba.core.cpu_options import ParallelOptions
 
 __all__ = ["kernel", "helper", "share_threads", "swap_threads", "SERIAL_WORK", "SERIAL_STREAM", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
 
@@ -300,9 +301,12 @@ _get_threads = _set_threads = None
 #: others turn array expressions and allocations (``np.zeros``, ``np.empty_like``) into extra parallel
 #: loops of their own, each outlined and optimised separately: they roughly doubled the compile time of the
 #: large kernels (measured: ``linear_bwd`` 38 s -> 23 s, ``conv2d_bwd_weight`` 48 s -> 24 s on a loaded
-#: 2-core machine) and parallelise nothing that pays.
-_PRANGE_ONLY = {"prange": True, "reduction": True, "comprehension": False, "numpy": False, "setitem": False,
-                "stencil": False, "fusion": False, "inplace_binop": False}
+#: 2-core machine) and parallelise nothing that pays.  An options object, not a dict: Numba reads a dict
+#: of options by popping its entries, in place, at every compile, so a shared dict is empty after the
+#: first compile and every later kernel got all the transformations (its ``np.zeros`` a parallel launch of
+#: its own on every call: ``column_sums`` of a (32, 64) array took 7-14 us instead of 1-2 us).
+_PRANGE_ONLY = ParallelOptions({"prange": True, "reduction": True, "comprehension": False, "numpy": False,
+                                "setitem": False, "stencil": False, "fusion": False, "inplace_binop": False})
 
 
 #: Below this many elements of work a kernel runs its loop serially in the calling thread instead of in
