@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnnet import tree
+from fnnet.tree import _compiled, _structure
 
 Point = collections.namedtuple("Point", ["x", "y"])
 
@@ -277,3 +278,83 @@ def test_full_like_and_allclose():
 def test_assert_allclose_names_the_path():
     with pytest.raises(AssertionError, match="values differ at 'b/0': max abs difference 1"):
         tree.assert_allclose({"b": [np.zeros(2)]}, {"b": [np.array([0.0, 1.0])]})
+
+
+# ------------------------------------------------------------------- generated flatten / unflatten
+class Pairs(list):
+    """A list subclass: a node that keeps its type."""
+
+
+STRUCTURES = [
+    model_params(),
+    {"w": np.ones(2), "b": [1.0, (None, 3)], "p": Point(np.zeros(1), {2: "x", 1: None})},
+    collections.OrderedDict(z=1, a=(2, [])),
+    Pairs([1, {"k": 2}]),
+    ({1: "int key", "s": "str key"}, (), {}),  # keys that do not sort: the walk's fallback order
+    [Tracer(1), np.float32(2.0), "leaf", None],
+    np.arange(3),
+]
+
+
+def _generated_twice(value):
+    """The leaves and treedef of ``value`` after its structure has been used enough to be generated."""
+    leaves, treedef = tree.flatten(value)
+    for _ in range(_structure.GENERATE_AFTER + 1):
+        tree.unflatten(treedef, leaves)
+        tree.flatten_like(treedef, value)
+    return leaves, treedef
+
+
+@pytest.mark.parametrize("value", STRUCTURES, ids=range(len(STRUCTURES)))
+def test_generated_code_rebuilds_and_matches_as_the_walk_does(value):
+    leaves, treedef = _generated_twice(value)
+    if treedef.kind != "leaf":
+        assert treedef._build and treedef._extract
+    walked = _structure._unflatten(treedef, iter(leaves))
+    rebuilt = tree.unflatten(treedef, leaves)
+    assert repr(rebuilt) == repr(walked) and type(rebuilt) is type(walked)
+    matched = tree.flatten_like(treedef, value)
+    assert len(matched) == len(leaves) and all(a is b for a, b in zip(matched, leaves))
+
+
+@pytest.mark.parametrize("other", [
+    {"layers": [{"weight": 1, "bias": 2}], "scale": 3},                               # a shorter list
+    {"layers": ({"weight": 1, "bias": 2}, {"weight": 1, "bias": 2}), "scale": 3},     # tuple for list
+    {"layers": [{"weight": 1, "bias": 2}, {"weight": 1, "bias": 2}], "scale": [3]},   # a node for a leaf
+    {"layers": [{"weight": 1, "bias": 2}, {"weight": 1, "bias": None}], "scale": 3},  # None for a leaf
+    {"layers": [{"weight": 1, "bias": 2}, {"weight": 1, "bias2": 2}], "scale": 3},    # another key
+    {"layers": [{"weight": 1, "bias": 2}, {"weight": 1}], "scale": 3},                # a missing key
+    collections.OrderedDict(layers=[{"weight": 1, "bias": 2}] * 2, scale=3),           # another dict type
+])
+def test_generated_match_rejects_every_other_structure(other):
+    leaves, treedef = _generated_twice(model_params())
+    assert tree.flatten_like(treedef, other) is None
+    assert tree.structure(other) != treedef  # the walk agrees that the structures differ
+
+
+def test_generated_match_accepts_same_structure_with_new_leaves_and_key_order():
+    _, treedef = _generated_twice(model_params())
+    other = {"scale": "s", "layers": [{"bias": "b0", "weight": "w0"}, {"weight": "w1", "bias": "b1"}]}
+    assert tree.flatten_like(treedef, other) == tree.leaves(other) == ["b0", "w0", "b1", "w1", "s"]
+
+
+def test_generated_match_never_writes_into_a_defaultdict():
+    value = collections.defaultdict(int, a=1, b=2)
+    leaves, treedef = tree.flatten(value)
+    for _ in range(_structure.GENERATE_AFTER + 1):
+        tree.flatten_like(treedef, value)
+    other = collections.defaultdict(int, a=1, c=2)
+    assert tree.flatten_like(treedef, other) is None
+    assert dict(other) == {"a": 1, "c": 2}
+
+
+def test_deep_and_large_structures_keep_the_walk():
+    deep = 0
+    for _ in range(_compiled.MAX_DEPTH + 5):
+        deep = [deep]
+    wide = list(range(_compiled.MAX_LEAVES + 1))
+    for value in (deep, wide):
+        leaves, treedef = _generated_twice(value)
+        assert treedef._build is False and treedef._extract is False
+        assert tree.unflatten(treedef, leaves) == value
+        assert tree.flatten_like(treedef, value) == leaves

@@ -49,11 +49,16 @@ class Jitted:
         self._plans = collections.OrderedDict()
         self._lock = threading.Lock()
         self._hits = self._misses = 0
+        self._last_def = None  # the structure of the last call's dynamic arguments
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
         static, dynamic = self._split(args, kwargs)
-        leaves, treedef = tree.flatten(dynamic)
+        treedef = self._last_def  # calls repeat one structure: matched by generated code (tree.flatten_like)
+        leaves = None if treedef is None else tree.flatten_like(treedef, dynamic)
+        if leaves is None:
+            leaves, treedef = tree.flatten(dynamic)
+            self._last_def = treedef
         if recording.current() is not None or any(type(leaf) is Tracer for leaf in leaves) or _check_finite_on():
             # inside another trace or a grad: just part of it; under fnnet.check_finite (a debugging mode that
             # checks every op's values): eager, so that every call is checked

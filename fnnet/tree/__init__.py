@@ -22,10 +22,12 @@ from ._arithmetic import (
     add, add_scaled, allclose, assert_allclose, astype, full_like, global_norm, mul, nbytes, ones_like, scale,
     size, sub, vdot, zeros_like,
 )
-from ._structure import PathKeyError, TreeDef, flatten, get, leaves, map, map_with_path, paths, structure, unflatten
+from ._structure import (
+    PathKeyError, TreeDef, flatten, flatten_like, get, leaves, map, map_with_path, paths, structure, unflatten,
+)
 
 __all__ = [
-    "TreeDef", "PathKeyError", "flatten", "unflatten", "leaves", "structure", "map", "map_with_path", "paths",
-    "get", "zeros_like", "ones_like", "full_like", "add", "sub", "mul", "scale", "add_scaled", "vdot",
-    "global_norm", "size", "nbytes", "astype", "allclose", "assert_allclose",
+    "TreeDef", "PathKeyError", "flatten", "flatten_like", "unflatten", "leaves", "structure", "map",
+    "map_with_path", "paths", "get", "zeros_like", "ones_like", "full_like", "add", "sub", "mul", "scale",
+    "add_scaled", "vdot", "global_norm", "size", "nbytes", "astype", "allclose", "assert_allclose",
 ]
