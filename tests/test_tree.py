@@ -1,6 +1,7 @@
 """Tests for fnnet.tree: flatten/unflatten, map and its errors, paths, get, leafwise arithmetic."""
 
 import collections
+import pickle
 import re
 
 import numpy as np
@@ -358,3 +359,10 @@ def test_deep_and_large_structures_keep_the_walk():
         assert treedef._build is False and treedef._extract is False
         assert tree.unflatten(treedef, leaves) == value
         assert tree.flatten_like(treedef, value) == leaves
+
+
+def test_a_generated_treedef_pickles_as_its_structure():
+    leaves, treedef = _generated_twice(model_params())
+    copy = pickle.loads(pickle.dumps(treedef))
+    assert copy == treedef and copy is treedef  # interned on load
+    assert tree.unflatten(copy, leaves)["scale"] is leaves[-1]

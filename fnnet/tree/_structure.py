@@ -69,6 +69,9 @@ class TreeDef:
                 and self.node_type is other.node_type and self.keys == other.keys
                 and self.children == other.children)
 
+    def __reduce__(self):  # the structure only (the generated functions stay behind), interned on load
+        return _treedef, (self.kind, self.node_type, self.keys, self.children)
+
     def __hash__(self):
         if self._hash is None:
             self._hash = hash((self.kind, self.node_type, self.keys, self.children))
