@@ -428,3 +428,12 @@ def test_errors_are_clear():
         optim.chain(optim.scale_by_adam)
     with pytest.raises(ValueError, match="shape"):
         optim.apply_updates({"w": np.zeros(3)}, {"w": np.zeros(4)})
+
+
+def test_hyperparameter_casts_keep_the_sign_of_zero_and_the_value():
+    from fnnet.optim.base import cast
+    f32 = np.dtype(np.float32)
+    assert np.signbit(cast(0.0, f32)) == False and np.signbit(cast(-0.0, f32)) == True  # noqa: E712
+    assert np.signbit(cast(-0.0, f32)) == True and np.signbit(cast(0.0, f32)) == False  # noqa: E712 (cached)
+    assert cast(0.1, f32) == np.float32(0.1) and type(cast(0.1, np.float64)) is np.float64
+    assert np.isnan(cast(float("nan"), f32)) and cast(np.array(2.5), f32) == np.float32(2.5)  # 0-d: not hashable

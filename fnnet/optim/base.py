@@ -21,6 +21,7 @@ unless the caller donates it: every update returns new arrays.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -226,14 +227,14 @@ def cast(x, dtype):
     """``x`` as a numpy scalar of ``dtype`` (kernels then compute in the leaves' dtype).  Memoised: a fused
     step converts each hyperparameter for every leaf on every step (Adam: seven per leaf), and a lookup
     costs a fourth of a conversion."""
-    try:
-        return _cast_memo(x, dtype)
+    try:  # -0.0 == 0.0 as a key: the sign of a zero is part of it (it can reach an update's bits)
+        return _cast_memo(x, dtype, x == 0 and math.copysign(1.0, x) < 0)
     except TypeError:  # an unhashable value (a 0-d array)
         return np.dtype(dtype).type(x)
 
 
 @functools.lru_cache(maxsize=1024)
-def _cast_memo(x, dtype):
+def _cast_memo(x, dtype, negative_zero):
     return np.dtype(dtype).type(x)
 
 
