@@ -14,25 +14,19 @@ import sys
 import tempfile
 import time
 
+import _compile_log  # tests/tools: the script's own folder
+
 
 def main(top: int = 12) -> None:
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fnnet-cold-")
     started = time.perf_counter()
-    from numba.core import event
+    compiles = []  # (seconds, file.function) of each outermost compile
 
-    stack, compiles = [], []
+    def on_end(name, seconds, enclosing):
+        if not enclosing:
+            compiles.append((seconds, name.split(".", 2)[-1] if name.startswith("fnnet.") else name))
 
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            fn = ev.data["dispatcher"].py_func
-            stack.append((f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__qualname__}", time.perf_counter()))
-
-        def on_end(self, ev):
-            name, start = stack.pop()
-            if not stack:
-                compiles.append((time.perf_counter() - start, name))
-
-    event.register("numba:compile", Listener())
+    _compile_log.listen(on_end)
     import numpy as np
 
     import fnnet

@@ -15,34 +15,27 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from collections import defaultdict
+
+import _compile_log  # tests/tools: the script's own folder
 
 FORMATTING = ("unicode", "str_generic", "repr_generic", "raise_with_shape", "integer_str")
 
 
 def main(names=()) -> int:
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fnnet-formatting-")
-    from numba.core import event
+    found = defaultdict(float)
 
+    def on_end(name, seconds, enclosing):
+        outermost = not any(word in n for n in enclosing for word in FORMATTING)  # nested ones: counted there
+        if enclosing and outermost and any(word in name for word in FORMATTING):
+            owners = [n for n in enclosing if n.startswith("fnnet.")]
+            found[owners[0] if owners else enclosing[0]] += seconds
+
+    _compile_log.listen(on_end)
     from fnnet.precompile.__main__ import read_manifest
     from fnnet.precompile._signatures import find_kernel, parse_signature
 
-    stack, found = [], defaultdict(float)
-
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            fn = ev.data["dispatcher"].py_func
-            stack.append((f"{fn.__module__}.{fn.__qualname__}", time.perf_counter()))
-
-        def on_end(self, ev):
-            name, start = stack.pop()
-            outermost = not any(word in n for n, _ in stack for word in FORMATTING)  # nested ones: counted there
-            if stack and outermost and any(word in name for word in FORMATTING):
-                owners = [n for n, _ in stack if n.startswith("fnnet.")]
-                found[owners[0] if owners else stack[0][0]] += time.perf_counter() - start
-
-    event.register("numba:compile", Listener())
     entries = [e for e in read_manifest() if not names or any(n in e["kernel"] for n in names)]
     for entry in entries:
         find_kernel(entry["kernel"]).compile(parse_signature(entry["signature"]))
