@@ -155,6 +155,33 @@ def test_same_bits_for_any_thread_count():
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("lengths, options", [
+    ((64, 64), dict(causal=True)),
+    ((150, 140), dict(causal=True, mask=True, dropout=0.2)),
+    ((70, 200), dict(mask=True)),
+    ((200, 70), dict(causal=True, dropout=0.3)),
+])
+def test_fused_backward_gives_the_split_kernels_bits(lengths, options):
+    """The one-task-per-slice backward (used from FUSED_SLICES slices up) against the split kernels."""
+    from fnnet.kernels import attention as KA
+    from fnnet.ops.attention import _kernel_args, _prepare_mask
+
+    L, S = lengths
+    q, k, v = _qkv((KA.FUSED_SLICES, L, 16), (KA.FUSED_SLICES, S, 16), 8, seed=5, dtype=np.float32)
+    mask = np.random.default_rng(1).random((L, S)) > 0.3 if options.get("mask") else None
+    bias, mask_index = _prepare_mask(mask, q.shape, k.shape, q.dtype)
+    extra = _kernel_args(q, bias, mask_index, options.get("causal", False), 0.25, options.get("dropout", 0.0), 7)
+    out, lse = KA.attention_fwd(q, k, v, *extra)
+    g = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+    delta = np.einsum("bld,bld->bl", g, out, dtype=np.float64)
+    fused = KA.attention_bwd(q, k, v, g, lse, delta, *extra)
+    split = (KA.attention_bwd_query(q, k, v, g, lse, delta, *extra),
+             *KA.attention_bwd_key_value(q, k, v, g, lse, delta, *extra))
+    for a, b in zip(fused, split):
+        assert np.array_equal(a, b)
+    assert np.abs(fused[1]).max() > 0  # gradients flowed
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

@@ -12,9 +12,15 @@ gets output 0 and ``lse = -inf`` (PyTorch 2.13 also returns zeros there).  A NaN
 whose ``exp(s - max)`` is NaN) makes its whole row NaN, output and ``lse`` alike, as ``softmax(s) @ v``
 does; the backward reads the NaN ``lse`` and gives that row NaN gradients.
 
-Backward: ``dq`` by tasks over ``(b, row block)``, ``dk``/``dv`` by tasks over ``(b, key block)``; each
-recomputes its score tiles from ``q``, ``k`` and ``lse``.  Every output element is written by exactly one
-task with a fixed summation order, so results do not depend on the thread count (no atomics).
+Backward, two ways with the same bits (the caller picks by shape, :data:`FUSED_SLICES`):
+- split: ``dq`` by tasks over ``(b, row block)``, ``dk``/``dv`` by tasks over ``(b, key block)``; each
+  recomputes its score tiles from ``q``, ``k`` and ``lse``, so every tile is computed twice;
+- fused (:func:`attention_bwd`): one task per ``b`` walks the row blocks in order and, in each, the key
+  blocks in order, computing each tile once for all three gradients.  ``dq`` of a row block sums over key
+  blocks in ascending order and ``dk``/``dv`` of a key block over row blocks in ascending order, as in the
+  split kernels, with the same BLAS calls: the same bits, with fewer tasks to share between threads.
+Every output element is written by exactly one task with a fixed summation order, so results do not depend
+on the thread count (no atomics).
 
 Dropout on the attention weights: element ``(b, i, j)`` is kept when a hash of ``(seed, b, i, j)`` (a
 splitmix64-style mixer, own to this file) is at least ``rate * 2**24`` in its top 24 bits; the backward
@@ -30,10 +36,13 @@ from . import _vmath as vm
 from ._jit import helper, kernel
 from .blas import gemm, matmul
 
-__all__ = ["attention_fwd", "attention_bwd_query", "attention_bwd_key_value"]
+__all__ = ["attention_fwd", "attention_bwd", "attention_bwd_query", "attention_bwd_key_value", "FUSED_SLICES"]
 
 _ROWS = 64
-_COLS = 64
+_COLS = 64  # equal to _ROWS: the causal key range of a row block is then a whole number of key blocks
+#: The fused backward (one task per slice ``b``) serves inputs with at least this many slices (batch times
+#: heads), enough for every thread to get work; fewer, longer slices take the split kernels.
+FUSED_SLICES = 8
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -211,3 +220,27 @@ def attention_bwd_key_value(q, k, v, g, lse, delta, bias, mask_index, has_mask, 
             ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
             gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
     return dk, dv
+
+
+@kernel
+def attention_bwd(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed, threshold,
+                  inv_keep):
+    """``(dq, dk, dv)``, each score tile computed once; arguments and results (bits included) as
+    :func:`attention_bwd_query` and :func:`attention_bwd_key_value`."""
+    B, L, _ = q.shape
+    S = k.shape[1]
+    dq = np.zeros_like(q)
+    dk = np.zeros_like(k)
+    dv = np.zeros_like(v)
+    for b in prange(B):
+        for i0 in range(0, L, _ROWS):
+            i1 = min(L, i0 + _ROWS)
+            for c0 in range(0, _key_limit(causal, i1, S), _COLS):
+                c1 = min(S, c0 + _COLS)
+                s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
+                p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
+                gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
+                ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
+                gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
+                gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
+    return dq, dk, dv

@@ -54,8 +54,11 @@ def _sdpa_bwd(res, g, *, bias, mask_index, causal, scale, dropout, seed):
     g3, out3 = _flat(g), _flat(out)
     delta = np.einsum("bld,bld->bl", g3, out3, dtype=np.float64)
     arrays = (_flat(q), _flat(k), _flat(v), g3, lse, delta)
-    dq = K.attention_bwd_query(*arrays, *extra)
-    dk, dv = K.attention_bwd_key_value(*arrays, *extra)
+    if arrays[0].shape[0] >= K.FUSED_SLICES:  # one task per slice: each score tile computed once
+        dq, dk, dv = K.attention_bwd(*arrays, *extra)
+    else:  # few slices: tasks per row block and per key block, so that every thread gets work
+        dq = K.attention_bwd_query(*arrays, *extra)
+        dk, dv = K.attention_bwd_key_value(*arrays, *extra)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
 
 
