@@ -38,7 +38,7 @@ def test_bench_module_runs_end_to_end_in_quick_mode(tmp_path):
     assert results["training"]["tiny"]["ratios"]["fnnet_eager"] > 0  # the row fnnet is jitted; eager kept
     assert results["training"]["mlp"]["fnnet"] > 0
     assert results["training"]["charlm"]["ratios"]["torch"] > 0
-    assert set(results["ops"]) >= {"linear", "conv2d", "max_pool2d", "batch_norm", "softmax_cross_entropy"}
+    assert set(results["ops"]) >= {"linear", "conv2d", "max_pool2d", "batch_norm", "softmax_cross_entropy", "attention"}
     assert results["startup"]["fnnet_warm_s"] > 0
     assert results["memory"]["fnnet_mb"] > 0
     assert "remat" in results and "scaling" in results and "float16" in results

@@ -8,7 +8,8 @@ import numpy as np
 from . import pointwise
 from .timing import median_ms
 
-LAYER_OPS = ("linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "softmax_cross_entropy", "embedding")
+LAYER_OPS = ("linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "softmax_cross_entropy", "embedding",
+             "attention")
 OPS = (*LAYER_OPS, *pointwise.CASES)
 NUMPY_OPS = pointwise.NUMPY_REFERENCE
 _LABELS = {
@@ -16,6 +17,7 @@ _LABELS = {
     "max_pool2d": "max_pool2d (64x32x28x28, 2x2)", "avg_pool2d": "avg_pool2d (64x32x28x28, 2x2)",
     "batch_norm": "batch_norm (64x32x14x14, training)", "softmax_cross_entropy": "softmax cross-entropy (512x1000)",
     "embedding": "embedding (64x32 of 10000x128)",
+    "attention": "causal attention (32x4 heads x 64 x 32)",
 }
 
 
@@ -41,6 +43,8 @@ def _inputs(name):
         return {"x": f(512, 1000), "y": rng.integers(0, 1000, 512)}
     if name == "embedding":
         return {"i": rng.integers(0, 10000, (64, 32)), "w": f(10000, 128)}
+    if name == "attention":  # the attention workload's shapes: batch 32, 4 heads, context 64, width 128
+        return {"q": f(32, 4, 64, 32), "k": f(32, 4, 64, 32), "v": f(32, 4, 64, 32)}
     raise KeyError(name)
 
 
@@ -65,6 +69,8 @@ def _fnnet_fn(name, d):
         return lambda x: fnnet.losses.softmax_cross_entropy(x, d["y"]), ("x",)
     if name == "embedding":
         return lambda w: ops.embedding(d["i"], w), ("w",)
+    if name == "attention":
+        return lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, causal=True), ("q", "k", "v")
     raise KeyError(name)
 
 
@@ -111,6 +117,8 @@ def _torch_fn(name, d):
         return (lambda x: F.cross_entropy(x, d["y"])), ("x",)
     if name == "embedding":
         return (lambda w: F.embedding(d["i"], w)), ("w",)
+    if name == "attention":
+        return (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)), ("q", "k", "v")
     raise KeyError(name)
 
 

@@ -69,6 +69,16 @@ def _optimizers():
         yield f"optim.{name}", lambda o=optimizer: o.update(tree.zeros_like(params), o.init(params), params)
 
 
+def _fused_attention():
+    """The fused attention backward, which takes inputs of ``FUSED_SLICES`` slices or more (the fuzz tables'
+    batches are smaller), without and with a mask."""
+    from fnnet.kernels.attention import FUSED_SLICES
+
+    q = np.linspace(-1, 1, FUSED_SLICES * 8 * 4, dtype=np.float32).reshape(FUSED_SLICES, 8, 4)
+    for mask in (None, np.tril(np.ones((8, 8), bool))):
+        fnnet.grad(lambda q, mask=mask: ops.sum(ops.scaled_dot_product_attention(q, q, q, mask=mask)))(q)
+
+
 def _training_steps():
     model = L.Sequential([L.Conv2D(4, 3, padding=1), L.BatchNorm(), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
                           L.Dropout(0.25), L.Linear(3)])
@@ -96,6 +106,7 @@ def _jobs():
     for spec in OP_SPECS:
         yield f"op {spec.name}", lambda spec=spec: _op(spec)
     yield from _optimizers()
+    yield "attention, fused backward", _fused_attention
     yield from _training_steps()
     yield from _layers(np.float16)
 
