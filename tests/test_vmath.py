@@ -231,6 +231,22 @@ def test_special_values_are_numpys(name, kernel, numpy_fn, dtype):
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
+def test_exp_around_the_cutoff_below_which_it_is_zero(dtype):
+    """Below ``exp_zero`` exp skips its arithmetic and gives 0 (scaling into the denormals costs a microcode
+    assist per element); the true value rounds to 0 there, and the denormal results just above keep the
+    ulp bound."""
+    from fnnet.kernels import _vmath_constants
+
+    cutoff = (_vmath_constants.FLOAT32 if dtype is F32 else _vmath_constants.FLOAT64)["exp_zero"]
+    x = np.concatenate([np.linspace(cutoff - 4, cutoff + 4, 200_001), [-np.inf]]).astype(dtype)
+    got = K.exp_fwd(x)
+    assert np.all(got[x < cutoff] == 0) and not np.signbit(got).any()
+    with np.errstate(under="ignore"):
+        assert np.max(ulp_error(got, np.exp(x.astype(LD)), dtype)) <= 2
+    assert got[x > cutoff + 1].min() > 0  # the cutoff sits below the last nonzero result
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
 def test_special_values_of_the_activations(dtype):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype)
     one = dtype(1)

@@ -3,14 +3,15 @@
 Polynomials are listed highest degree first; the comment above each names the function fitted and its
 interval.  They come from ``tests/tools/fit_vmath.py`` (Chebyshev-node fits at 50 digits, rounded to the target
 precision).  ``ln2_hi + ln2_lo`` is ln 2 to twice the working precision; ``magic`` = 1.5 * 2**mantissa_bits
-rounds to an integer when added and subtracted.  Editing this file recompiles the dependent kernels (it is
+rounds to an integer when added and subtracted.  Below ``exp_zero``, exp rounds to 0 (the largest such
+input of each precision is about -103.97 and -745.13).  Editing this file recompiles the dependent kernels (it is
 part of ``_vmath``'s cache stamp).
 """
 
 FLOAT32 = dict(
     magic=1.5 * 2.0**23, inv_ln2=1.4426950216293335,
     ln2_hi=0.6931471824645996, ln2_lo=-1.9046542121259336e-09,
-    exp_lo=-108.0, exp_hi=89.0, expm1_lo=-40.0, expm1_tiny=2.0**-25,
+    exp_lo=-108.0, exp_hi=89.0, exp_zero=-104.0, expm1_lo=-40.0, expm1_tiny=2.0**-25,
     min_normal=2.0**-126, denormal_scale=2.0**24, denormal_k=24.0, erfc_zmax=10.5,
     # (e^r - 1 - r) / r^2 on |r| <= ln2/2 + 0.001
     q_expm1=(0.0013926392421126366, 0.008363345637917519, 0.04166655242443085, 0.16666576266288757, 0.5),
@@ -32,7 +33,7 @@ FLOAT32 = dict(
 FLOAT64 = dict(
     magic=1.5 * 2.0**52, inv_ln2=1.4426950408889634,
     ln2_hi=0.6931471805599453, ln2_lo=2.3190468138462996e-17,
-    exp_lo=-750.0, exp_hi=710.0, expm1_lo=-40.0, expm1_tiny=2.0**-54,
+    exp_lo=-750.0, exp_hi=710.0, exp_zero=-746.0, expm1_lo=-40.0, expm1_tiny=2.0**-54,
     min_normal=2.0**-1022, denormal_scale=2.0**54, denormal_k=54.0, erfc_zmax=27.5,
     q_expm1=(2.0914898727175524e-09, 2.5105513541847086e-08, 2.755727313289604e-07, 2.7557254685728803e-06,
              2.480158732595111e-05, 0.0001984126987538548, 0.0013888888888883633, 0.008333333333325973,

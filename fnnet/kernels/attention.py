@@ -71,18 +71,26 @@ def _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1):
     lm = bias.shape[1]
     for r in range(i1 - i0):
         i = i0 + r
-        for c in range(c1 - c0):
+        seen = _visible(causal, i, c0, c1)
+        for c in range(seen):
             val = s[r, c] * scale
             if has_mask:
                 val += bias[mask_index[b], i if lm > 1 else 0, c0 + c]
-            if causal and c0 + c > i:
-                val = -np.inf
             s[r, c] = val
+        for c in range(seen, c1 - c0):
+            s[r, c] = -np.inf
     return s
 
 
 @helper
-def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_keep):
+def _visible(causal, i, c0, c1):
+    """How many leading keys of the tile ``c0:c1`` query ``i`` may see (the causal mask hides the rest:
+    their scores are ``-inf`` and their probabilities 0, so the row loops stop there)."""
+    return max(0, min(c1, i + 1) - c0) if causal else c1 - c0
+
+
+@helper
+def _probabilities(s, lse, b, i0, causal, drop, seed, length, keys, c0, threshold, inv_keep):
     """``(p, p_dropped)``: ``exp(s - lse)`` per row (0 for a fully masked row) and its dropped, rescaled copy."""
     p = s  # the score tile is not needed afterwards: exponentiate it in place
     for r in range(s.shape[0]):
@@ -90,7 +98,7 @@ def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_k
         if m == -np.inf:
             p[r, :] = 0.0
         else:
-            _exp_shifted(p, r, m)
+            _exp_shifted(p, r, m, _visible(causal, i0 + r, c0, c0 + s.shape[1]))
     if not drop:
         return p, p
     pd = np.empty_like(s)
@@ -102,11 +110,16 @@ def _probabilities(s, lse, b, i0, drop, seed, length, keys, c0, threshold, inv_k
 
 
 @helper
-def _exp_shifted(s, r, shift):
+def _exp_shifted(s, r, shift, seen):
     """``s[r, c] = exp(s[r, c] - shift)`` along row ``r``, with the vectorised ``_vmath.exp`` (libm's scalar
-    ``exp`` here made the exponentials most of the attention kernels' time)."""
-    for c in range(s.shape[1]):
+    ``exp`` here made the exponentials most of the attention kernels' time).  Entries from ``seen`` on are
+    keys the causal mask hides (``-inf`` scores): they get what ``exp(-inf - shift)`` is, 0, or NaN in a NaN
+    row, as the whole row would give."""
+    for c in range(seen):
         s[r, c] = vm.exp(s[r, c] - shift)
+    hidden = 0.0 if shift > -np.inf else np.nan
+    for c in range(seen, s.shape[1]):
+        s[r, c] = hidden
 
 
 @helper
@@ -135,14 +148,15 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
             c1 = min(S, c0 + _COLS)
             s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
             for r in range(rows):
+                seen = _visible(causal, i0 + r, c0, c1)
                 new_m = m[r]
-                for c in range(c1 - c0):
+                for c in range(seen):
                     new_m = _nan_max(new_m, s[r, c])
                 if new_m == -np.inf:
                     s[r, :] = 0.0
                     continue
                 alpha = math.exp(m[r] - new_m)
-                _exp_shifted(s, r, new_m)
+                _exp_shifted(s, r, new_m, seen)
                 row_sum = 0.0
                 for c in range(c1 - c0):
                     row_sum += s[r, c]
@@ -192,7 +206,7 @@ def attention_bwd_query(q, k, v, g, lse, delta, bias, mask_index, has_mask, caus
         for c0 in range(0, _key_limit(causal, i1, S), _COLS):
             c1 = min(S, c0 + _COLS)
             s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
-            p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
+            p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, L, S, c0, threshold, inv_keep)
             ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
             gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
     return dq
@@ -215,7 +229,7 @@ def attention_bwd_key_value(q, k, v, g, lse, delta, bias, mask_index, has_mask, 
         for i0 in range(first, L, _ROWS):
             i1 = min(L, i0 + _ROWS)
             s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
-            p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
+            p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, L, S, c0, threshold, inv_keep)
             gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
             ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
             gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
@@ -238,7 +252,7 @@ def attention_bwd(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, sc
             for c0 in range(0, _key_limit(causal, i1, S), _COLS):
                 c1 = min(S, c0 + _COLS)
                 s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
-                p, pd = _probabilities(s, lse, b, i0, drop, seed, L, S, c0, threshold, inv_keep)
+                p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, L, S, c0, threshold, inv_keep)
                 gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
                 ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
                 gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
