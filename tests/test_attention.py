@@ -135,8 +135,9 @@ def test_tape_memory_at_context_512_is_4x_below_the_composition():
         assert_close(a, b, rtol=2e-3, atol=2e-4)
 
 
-def test_same_bits_for_any_thread_count():
-    q, k, v = _qkv((2, 2, 150, 8), (2, 2, 140, 8), 8, seed=4, dtype=np.float32)
+@pytest.mark.parametrize("heads", [2, 4])  # 4 slices take the split backward, 8 the fused one
+def test_same_bits_for_any_thread_count(heads):
+    q, k, v = _qkv((2, heads, 150, 8), (2, heads, 140, 8), 8, seed=4, dtype=np.float32)
     mask = np.random.default_rng(0).random((150, 140)) > 0.2
 
     def run():
