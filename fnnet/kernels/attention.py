@@ -191,6 +191,23 @@ def _score_gradient(p, pd, dp, delta, b, i0):
     return dp
 
 
+@helper
+def _tile_gradients(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed, threshold,
+                    inv_keep, b, i0, i1, c0, c1, dq, dk, dv, want_q, want_kv):
+    """Add the score tile ``(b, i0:i1, c0:c1)``'s share of the gradients: into ``dq[b, i0:i1]`` when
+    ``want_q``, into ``dk[b, c0:c1]`` and ``dv[b, c0:c1]`` when ``want_kv`` (arrays not wanted are not
+    touched).  Every backward kernel goes through here, so a tile adds the same bits in each."""
+    s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
+    p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, q.shape[1], k.shape[1], c0, threshold, inv_keep)
+    if want_kv:
+        gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
+    ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
+    if want_q:
+        gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
+    if want_kv:
+        gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
+
+
 @kernel
 def attention_bwd_query(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed,
                         threshold, inv_keep):
@@ -204,11 +221,8 @@ def attention_bwd_query(q, k, v, g, lse, delta, bias, mask_index, has_mask, caus
         i0 = (task % blocks) * _ROWS
         i1 = min(L, i0 + _ROWS)
         for c0 in range(0, _key_limit(causal, i1, S), _COLS):
-            c1 = min(S, c0 + _COLS)
-            s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
-            p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, L, S, c0, threshold, inv_keep)
-            ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
-            gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
+            _tile_gradients(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed,
+                            threshold, inv_keep, b, i0, i1, c0, min(S, c0 + _COLS), dq, q, v, True, False)
     return dq
 
 
@@ -227,12 +241,8 @@ def attention_bwd_key_value(q, k, v, g, lse, delta, bias, mask_index, has_mask, 
         c1 = min(S, c0 + _COLS)
         first = (c0 // _ROWS) * _ROWS if causal else 0
         for i0 in range(first, L, _ROWS):
-            i1 = min(L, i0 + _ROWS)
-            s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
-            p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, L, S, c0, threshold, inv_keep)
-            gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
-            ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
-            gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
+            _tile_gradients(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed,
+                            threshold, inv_keep, b, i0, min(L, i0 + _ROWS), c0, c1, k, dk, dv, False, True)
     return dk, dv
 
 
@@ -250,11 +260,6 @@ def attention_bwd(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, sc
         for i0 in range(0, L, _ROWS):
             i1 = min(L, i0 + _ROWS)
             for c0 in range(0, _key_limit(causal, i1, S), _COLS):
-                c1 = min(S, c0 + _COLS)
-                s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
-                p, pd = _probabilities(s, lse, b, i0, causal, drop, seed, L, S, c0, threshold, inv_keep)
-                gemm(pd.T, g[b, i0:i1], dv[b, c0:c1], 1.0, 1.0)
-                ds = _score_gradient(p, pd, matmul(g[b, i0:i1], v[b, c0:c1].T), delta, b, i0)
-                gemm(ds, k[b, c0:c1], dq[b, i0:i1], scale, 1.0)
-                gemm(ds.T, q[b, i0:i1], dk[b, c0:c1], scale, 1.0)
+                _tile_gradients(q, k, v, g, lse, delta, bias, mask_index, has_mask, causal, scale, drop, seed,
+                                threshold, inv_keep, b, i0, i1, c0, min(S, c0 + _COLS), dq, dk, dv, True, True)
     return dq, dk, dv
