@@ -226,7 +226,7 @@ def flat(x: np.ndarray) -> np.ndarray:
 def cast(x, dtype):
     """``x`` as a numpy scalar of ``dtype`` (kernels then compute in the leaves' dtype).  Memoised: a fused
     step converts each hyperparameter for every leaf on every step (Adam: seven per leaf), and a lookup
-    costs a fourth of a conversion."""
+    costs about half a conversion (0.2-0.36 against 0.5-0.8 us, ``timeit``)."""
     try:  # -0.0 == 0.0 as a key: the sign of a zero is part of it (it can reach an update's bits)
         return _cast_memo(x, dtype, x == 0 and math.copysign(1.0, x) < 0)
     except TypeError:  # an unhashable value (a 0-d array)
