@@ -111,15 +111,22 @@ def test_every_kernel_file_shares_one_cache_stamp_so_a_helper_edit_recompiles_it
     assert not stamp(_gemm)[0].startswith("FnnetKernels")  # code outside fnnet/kernels keeps Numba's stamp
 
 
-def test_dense_kernels_with_large_row_blocks_match_numpy_and_ignore_the_thread_count():
+#: (rows, in, out) of a dense product, one per way ``dense._blocks`` splits it: large row blocks with a last
+#: block that is not full, column blocks (forward and input gradient), row blocks of a narrow output (its
+#: input gradient in column blocks), one block in the calling thread.
+DENSE_SPLITS = [(1324, 40, 24), (200, 300, 96), (300, 200, 40), (40, 30, 20)]
+
+
+@pytest.mark.parametrize("n, k, m", DENSE_SPLITS, ids=["large-rows", "columns", "rows", "serial"])
+def test_dense_kernels_match_numpy_and_ignore_the_thread_count_in_every_split(n, k, m):
     import numba
 
     from fnnet.kernels import dense
 
+    assert [dense._blocks(*s)[:2] for s in DENSE_SPLITS] == [(False, 6), (True, 2), (False, 5), (False, 1)]
     rng = np.random.default_rng(3)
-    n = dense.LARGE_ROWS + 300  # large blocks, and a last block that is not full
-    x, w, g = (rng.standard_normal(s).astype(np.float32) for s in ((n, 40), (40, 24), (n, 24)))
-    b = rng.standard_normal(24).astype(np.float32)
+    x, w, g = (rng.standard_normal(s).astype(np.float32) for s in ((n, k), (k, m), (n, m)))
+    b = rng.standard_normal(m).astype(np.float32)
     x64, w64, g64 = x.astype(np.float64), w.astype(np.float64), g.astype(np.float64)
     runs = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):

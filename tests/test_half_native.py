@@ -18,7 +18,8 @@ from tests.half_bits import bits_of, same_bits
 
 SHAPES = [((128, 784), 256), ((5, 7), 3), ((1, 1), 1), ((0, 4), 3), ((2, 1, 5), 1), ((1030, 33), 17),
           ((300, 65), 1), ((2, 3, 9), 4),
-          ((520, 1030), 520)]  # the weight and the input over SERIAL_STREAM elements: widened in parallel
+          ((520, 1030), 520),  # the weight and the input over SERIAL_STREAM elements: widened in parallel
+          ((1100, 40), 30), ((300, 200), 40)]  # large row blocks; row blocks (its input gradient: column blocks)
 
 
 def _widening_path(monkeypatch, prim=_linear):

@@ -75,10 +75,11 @@ def test_cross_entropy_serial_rows_match_parallel_rows():
 
 
 def test_linear_forward_single_block_in_the_calling_thread_matches_the_parallel_blocks():
-    from fnnet.kernels.dense import ROW_BLOCK
-    x = RNG.standard_normal((2 * ROW_BLOCK, 40)).astype(np.float32)
-    w = RNG.standard_normal((40, 24)).astype(np.float32)
-    b = RNG.standard_normal(24).astype(np.float32)
+    from fnnet.kernels.dense import ROW_BLOCK, _blocks
+    x = RNG.standard_normal((2 * ROW_BLOCK, 300)).astype(np.float32)
+    w = RNG.standard_normal((300, 40)).astype(np.float32)
+    b = RNG.standard_normal(40).astype(np.float32)
+    assert _blocks(2 * ROW_BLOCK, 300, 40)[:2] == (False, 2) and _blocks(ROW_BLOCK, 300, 40)[1] == 1
     one_block = K.linear_fwd(x[:ROW_BLOCK].copy(), w, b, True, True)
     assert one_block.tobytes() == K.linear_fwd(x, w, b, True, True)[:ROW_BLOCK].tobytes()
 

@@ -1,7 +1,7 @@
 """Dense kernels on float16 storage: ``linear_fwd``/``linear_bwd`` reading and writing half bits directly.
 
 Arrays in half precision come as ``uint16`` views (Numba cannot compile float16).  Each kernel widens what
-a BLAS call reads into a float32 buffer inside the kernel (per row block where the call reads a block), runs
+a BLAS call reads into a float32 buffer inside the kernel (per block where the call reads a block of rows), runs
 exactly the BLAS calls of :mod:`.dense` on the same float32 values, with the same blocks and leading
 dimensions, and narrows each result block while it is in cache.  The results are therefore bitwise those of
 widening every input, running the float32 kernel and narrowing its outputs, without the full-size float32
@@ -20,7 +20,7 @@ from numba import prange
 
 from ._jit import SERIAL_STREAM, SERIAL_WORK, helper, kernel
 from .blas import gemm
-from .dense import WEIGHT_BLOCKS, _row_block, column_sums
+from .dense import WEIGHT_BLOCKS, _blocks, _span, _weight_block, column_sums, product_block
 from .half import float_to_half_bits, half_bits_to_float
 
 
@@ -32,11 +32,12 @@ def _widen_row(src, dst, i):
 
 
 @helper
-def _narrow_rows(block, out, r0):
-    """``out[r0 + i, j]`` = half bits of ``block[i, j]``."""
-    for i in range(block.shape[0]):
-        for j in range(block.shape[1]):
-            out[r0 + i, j] = float_to_half_bits(block[i, j])
+def _narrow_block(src, out, r0, r1, c0, c1):
+    """``out[r0:r1, c0:c1]`` = half bits of ``src[r0:r1, c0:c1]``."""
+    for i in range(r0, r1):
+        row, target = src[i, c0:c1], out[i, c0:c1]
+        for j in range(row.shape[0]):
+            target[j] = float_to_half_bits(row[j])
 
 
 @kernel
@@ -56,24 +57,37 @@ def linear_fwd_half(x, w, b, has_bias, relu):
         for j in range(m):
             b32[j] = half_bits_to_float(b[j])
     y = np.empty((n, m), dtype=np.uint16)
-    block = _row_block(n)
-    for blk in prange((n + block - 1) // block):
-        r0 = blk * block
-        r1 = min(n, r0 + block)
-        x_block = np.empty((r1 - r0, k), dtype=np.float32)
+    columns, count, size = _blocks(n, k, m)
+    x32 = np.empty((n if columns else 0, k), dtype=np.float32)  # column blocks each read all of x
+    y32 = np.empty((n if columns else 0, m), dtype=np.float32)
+    if columns and n * k < SERIAL_STREAM:
+        for i in range(n):
+            _widen_row(x, x32, i)
+    elif columns:
+        for i in prange(n):
+            _widen_row(x, x32, i)
+    for blk in prange(count):
+        r0, r1, c0, c1 = _span(columns, size, blk, n, m)
+        y_block = np.empty((0 if columns else r1 - r0, m), dtype=np.float32)
+        if columns:  # linear_fwd's BLAS call on x32 and y32 (its own leading dimensions)
+            product_block(x32, w32, y32, columns, size, blk)
+        else:  # row blocks: only the block's rows of x are widened
+            x_block = np.empty((r1 - r0, k), dtype=np.float32)
+            for i in range(r0, r1):
+                for j in range(k):
+                    x_block[i - r0, j] = half_bits_to_float(x[i, j])
+            gemm(x_block, w32, y_block)
+        bias = b32[c0:c1]
         for i in range(r0, r1):
-            for j in range(k):
-                x_block[i - r0, j] = half_bits_to_float(x[i, j])
-        y_block = np.empty((r1 - r0, m), dtype=np.float32)
-        gemm(x_block, w32, y_block)
-        for i in range(r1 - r0):
-            for j in range(m):
-                v = y_block[i, j]  # linear_fwd's statements, so the same types and roundings
+            row = y32[i, c0:c1] if columns else y_block[i - r0]
+            out = y[i, c0:c1]
+            for j in range(row.shape[0]):
+                v = row[j]  # linear_fwd's statements, so the same types and roundings
                 if has_bias:
-                    v += b32[j]
+                    v += bias[j]
                 if relu and v < 0:
                     v = 0.0
-                y[r0 + i, j] = float_to_half_bits(np.float32(v))
+                out[j] = float_to_half_bits(np.float32(v))
     return y
 
 
@@ -114,24 +128,22 @@ def linear_bwd_half(x, w, g, y, relu, need_x, need_w, need_b):
             _widen_bwd_row(r, x, w, g, y, relu, x32, w32, g32)
     gx = np.empty((n if need_x else 0, k), dtype=np.uint16)
     gw = np.empty((k if need_w else 0, m), dtype=np.uint16)
-    block = _row_block(n)
-    x_blocks = (n + block - 1) // block if need_x else 0
+    columns, x_blocks, size = _blocks(n, m, k)
+    x_blocks = x_blocks if need_x else 0
+    gx32 = np.empty((n if need_x else 0, k), dtype=np.float32)  # linear_bwd's leading dimensions
+    gw32 = np.empty((k if need_w else 0, m), dtype=np.float32)
     w_blocks = min(WEIGHT_BLOCKS, k) if need_w else 0
     w_rows = (k + WEIGHT_BLOCKS - 1) // WEIGHT_BLOCKS
     wt = w32.T
     for task in prange(x_blocks + w_blocks):  # linear_bwd's blocks of both products, in one parallel loop
         if task < x_blocks:
-            r0 = task * block
-            r1 = min(n, r0 + block)
-            gx_block = np.empty((r1 - r0, k), dtype=np.float32)
-            gemm(g32[r0:r1], wt, gx_block)
-            _narrow_rows(gx_block, gx, r0)
+            product_block(g32, wt, gx32, columns, size, task)
+            r0, r1, c0, c1 = _span(columns, size, task, n, k)
+            _narrow_block(gx32, gx, r0, r1, c0, c1)
         else:
+            _weight_block(x32, g32, gw32, w_rows, task - x_blocks)
             r0 = (task - x_blocks) * w_rows
-            r1 = min(k, r0 + w_rows)
-            gw_block = np.empty((r1 - r0, m), dtype=np.float32)
-            gemm(x32[:, r0:r1].T, g32, gw_block)
-            _narrow_rows(gw_block, gw, r0)
+            _narrow_block(gw32, gw, r0, min(k, r0 + w_rows), 0, m)
     gb = np.empty(m if need_b else 0, dtype=np.uint16)
     if need_b:
         sums = column_sums(g32)
