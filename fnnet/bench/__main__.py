@@ -32,7 +32,7 @@ from .ops import NUMPY_OPS, OPS, label
 TRAINING = ("mlp", "tiny", "cnn", "attention", "gru", "gru_loop", "charlm")
 ALL = (*TRAINING, "ops", "startup", "memory", "scaling", "remat", "float16", "threads", "distributed")
 PEERS = {"mlp": ("torch", "numpy", "jax"), "tiny": ("torch", "numpy", "jax"), "cnn": ("torch",),
-         "attention": ("torch",), "gru": ("torch",), "gru_loop": ("torch",), "charlm": ("torch",)}
+         "attention": ("torch",), "gru": ("torch", "jax"), "gru_loop": ("torch", "jax"), "charlm": ("torch",)}
 
 
 def _installed(name):

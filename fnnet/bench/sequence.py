@@ -13,6 +13,8 @@ builder returns a zero-argument ``step()`` running one training step (forward, b
 - ``gru_loop``: the same model and params, with fnnet's ``GRUCell`` called in a Python loop over the 32 steps
   (what ``fnnet.jit`` is for: ~600 recorded ops per step); PyTorch keeps its fused ``nn.GRU``.
 
+``gru`` and ``gru_loop`` also run against JAX's ``jit`` of the same step (:func:`jax_step`).
+
 The PyTorch twins use the same param names and layouts as ``fnnet.io.load_torch_state_dict`` expects, so a
 test can load one model's weights into the other and compare the losses.
 """
@@ -213,3 +215,61 @@ def _positions(context, width):
             return x + self.weight[: x.shape[1]]
 
     return Positions()
+
+
+# ----------------------------------------------------------------------------------------------- jax
+def jax_step(workload, batch=None):
+    """JAX's ``jit`` of the ``gru`` step: the same shapes, gate layout (PyTorch's r, z, n), head, loss and
+    Adam (written out: lr 1e-3, betas 0.9 and 0.999, eps 1e-8), with the cell stepped by ``lax.scan``
+    (``gru``) or unrolled by a Python loop under ``jit`` (``gru_loop``, the same loop as fnnet's)."""
+    import jax
+    import jax.numpy as jnp
+
+    if workload not in ("gru", "gru_loop"):
+        raise NotImplementedError(f"JAX {workload} peer not written")
+    hidden, features, classes = GRU["hidden"], GRU["in"], GRU["classes"]
+    x, y = (jnp.asarray(a) for a in data("gru", batch))
+    rng = np.random.default_rng(0)
+
+    def uniform(*shape, fan):
+        return jnp.asarray(rng.uniform(-fan ** -0.5, fan ** -0.5, shape).astype(np.float32))
+
+    params = {"w_ih": uniform(features, 3 * hidden, fan=hidden), "w_hh": uniform(hidden, 3 * hidden, fan=hidden),
+              "b_ih": uniform(3 * hidden, fan=hidden), "b_hh": uniform(3 * hidden, fan=hidden),
+              "w": uniform(hidden, classes, fan=hidden), "b": uniform(classes, fan=hidden)}
+
+    def cell(p, h, xt):
+        x_r, x_z, x_n = jnp.split(xt @ p["w_ih"] + p["b_ih"], 3, axis=1)
+        h_r, h_z, h_n = jnp.split(h @ p["w_hh"] + p["b_hh"], 3, axis=1)
+        r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        return (1 - z) * n + z * h
+
+    def loss(p, x, y):
+        h = jnp.zeros((x.shape[0], hidden), x.dtype)
+        if workload == "gru_loop":
+            for t in range(x.shape[1]):
+                h = cell(p, h, x[:, t])
+        else:
+            h, _ = jax.lax.scan(lambda h, xt: (cell(p, h, xt), None), h, jnp.swapaxes(x, 0, 1))
+        logp = jax.nn.log_softmax(h @ p["w"] + p["b"])
+        return -jnp.mean(logp[jnp.arange(len(y)), y])
+
+    @jax.jit
+    def update(p, m, v, t):
+        g = jax.grad(loss)(p, x, y)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
+        c1, c2 = 1 - 0.9 ** t, 1 - 0.999 ** t
+        p = jax.tree_util.tree_map(lambda p, m, v: p - LR * (m / c1) / (jnp.sqrt(v / c2) + 1e-8), p, m, v)
+        return p, m, v, t
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    box = {"state": (params, zeros, zeros, jnp.float32(0))}
+
+    def step():
+        box["state"] = update(*box["state"])
+        jax.block_until_ready(box["state"])
+
+    return step

@@ -205,6 +205,8 @@ def jax_step(workload, batch=None):
     import jax
     import jax.numpy as jnp
 
+    if workload in sequence.STEP_WORKLOADS:
+        return sequence.jax_step(workload, batch)
     if workload == "cnn":
         raise NotImplementedError("JAX CNN peer not written")
     spec = SHAPES[workload]
