@@ -288,6 +288,34 @@ def test_softmax_family_keeps_its_accuracy_and_special_values(dtype):
     assert ulp_error(lse_inf[:1], np.logaddexp(LD(0), LD(1))[None], dtype)[0] <= 2
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_row_maximum_is_the_first_maximum_for_every_length_and_special_value(dtype):
+    """``softmax._row_max`` keeps eight running maxima; its result must be a single running maximum's
+    (``x[i, 0]`` if nothing beats it, NaN only when ``x[i, 0]`` is NaN) at every tail length."""
+
+    @numba.njit(cache=False)
+    def maxima(x):
+        return np.array([softmax._row_max(x, i) for i in range(x.shape[0])])
+
+    rng = np.random.default_rng(8)
+    for n in range(1, 27):
+        x = rng.standard_normal((40, n)).astype(dtype)
+        x[1, n - 1] = np.nan
+        x[2, 0] = np.nan
+        x[3] = -np.inf
+        x[4, rng.integers(n)] = np.inf
+        x[5, :] = -0.0
+        x[6, n // 2] = 1e30
+        reference = []
+        for row in x:
+            m = row[0]
+            for v in row[1:]:
+                if v > m:
+                    m = v
+            reference.append(m)
+        assert _same(maxima(x), np.array(reference, dtype)), n
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Determinism and the cache key
 

@@ -43,13 +43,56 @@ def _exp_shifted_row(x, i, shift, out):
 
 
 @kernel(parallel=False)
+def _scale_row(y, i, inv):
+    """``y[i, j] *= inv`` for the whole row ``i``, without fastmath: compiled with it, this float32 times
+    float64 loop took 5x as long (``python tests/tools/time_softmax.py``)."""
+    row = y[i]
+    for j in range(row.shape[0]):
+        row[j] = row[j] * inv
+
+
+@kernel(parallel=False)
 def _row_max(x, i):
-    """max of row ``i`` of ``x (rows, n)``, n > 0 (the shift that keeps exp from overflowing)."""
-    m = x[i, 0]
-    for j in range(1, x.shape[1]):
-        if x[i, j] > m:
-            m = x[i, j]
-    return m
+    """max of row ``i`` of ``x (rows, n)``, n > 0 (the shift that keeps exp from overflowing).
+
+    Eight running maxima, each a select, which LLVM packs into one vector select (one running maximum
+    does not vectorise: 0.86 against 0.19 ms for 1000 rows of 1000, one thread,
+    ``python tests/tools/time_softmax.py``).  The result is the single maximum's, NaN included (every
+    lane starts at ``x[i, 0]``, and a NaN later in the row fails every comparison, as it does there),
+    except that a zero maximum may come with the other sign of zero, which nothing downstream can tell
+    apart: ``x - m`` is then a zero whose exponential is 1, and a row holding both zeros sums to >= 2."""
+    row = x[i]
+    n = row.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]
+    j = 0
+    while j + 8 <= n:
+        v = row[j]
+        m0 = v if v > m0 else m0
+        v = row[j + 1]
+        m1 = v if v > m1 else m1
+        v = row[j + 2]
+        m2 = v if v > m2 else m2
+        v = row[j + 3]
+        m3 = v if v > m3 else m3
+        v = row[j + 4]
+        m4 = v if v > m4 else m4
+        v = row[j + 5]
+        m5 = v if v > m5 else m5
+        v = row[j + 6]
+        m6 = v if v > m6 else m6
+        v = row[j + 7]
+        m7 = v if v > m7 else m7
+        j += 8
+    for t in range(n - j):
+        v = row[j + t]
+        m0 = v if v > m0 else m0
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    return m4 if m4 > m0 else m0
 
 
 @_vmath_kernel(reduction=True)
@@ -64,9 +107,7 @@ def softmax_fwd(x):
         s = 0.0
         for j in range(n):
             s += y[i, j]
-        inv = 1.0 / s
-        for j in range(n):
-            y[i, j] = y[i, j] * inv
+        _scale_row(y, i, 1.0 / s)
     return y
 
 
@@ -191,9 +232,7 @@ def _cross_entropy_row(x, labels, i, probs, losses64):
     s = 0.0
     for j in range(n):
         s += probs[i, j]
-    inv = 1.0 / s
-    for j in range(n):
-        probs[i, j] = probs[i, j] * inv
+    _scale_row(probs, i, 1.0 / s)
     losses64[i] = (m - x[i, labels[i]]) + math.log(s)
 
 
