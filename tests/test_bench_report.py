@@ -22,8 +22,7 @@ def test_docs_blocks_equal_what_their_stored_runs_render():
 def test_docs_have_the_blocks_and_their_runs_are_stored_under_docs_bench():
     names = {file: [name for name, _, _ in report.find_blocks((ROOT / file).read_text())] for file in report.FILES}
     assert names == {"README.md": ["summary"],
-                     "docs/performance.md": ["training", "ops", "training", "scaling", "startup", "remat", "float16",
-                                             "threads"],  # the second training block: the attention step re-run
+                     "docs/performance.md": ["training", "ops", "scaling", "startup", "remat", "float16", "threads"],
                      "docs/distributed.md": ["distributed"]}
     sources = {s for file in report.FILES for _, srcs, _ in report.find_blocks((ROOT / file).read_text()) for s in srcs}
     assert sources and all(s.startswith("docs/bench/") and (ROOT / s).is_file() for s in sources)

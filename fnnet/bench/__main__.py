@@ -96,7 +96,7 @@ def run_training(workloads, cfg, notes, rounds=3, cold=False):
             with tempfile.TemporaryDirectory() as cache:
                 result = measure.worker("fnnet", w, **cfg, env_vars=measure.env(cfg["threads"], {"NUMBA_CACHE_DIR": cache}))
             rows[w]["first_call_cold_ms"] = result["first_ms"]
-            print(f"{w:<9}first call of the jitted step with an empty kernel cache: {result['first_ms'] / 1e3:.1f} s",
+            print(f"{w:<9} first call of the jitted step with an empty kernel cache: {result['first_ms'] / 1e3:.1f} s",
                   flush=True)
         text = "  ".join(f"{p} {_fmt(row['median'][p])} ms ({row['ratio'][p]:.2f}x)" for p in peers)
         print(f"{w:<9}{_mark(evidence)}fnnet {_fmt(row['median']['fnnet'])} ms   {text}   first call (trace): "
