@@ -8,12 +8,11 @@ fastest call of each.  A developer tool; not part of the test suite.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from fnnet.kernels import attention as KA
 from fnnet.ops.attention import _kernel_args, _prepare_mask
+from _interleave import interleaved_seconds  # tests/tools: the script's own folder
 
 SLICES, LENGTH, DIM = 128, 64, 32
 
@@ -32,15 +31,7 @@ def main() -> None:
         "split backward": lambda: (KA.attention_bwd_query(q, k, v, g, lse, delta, *extra),
                                    KA.attention_bwd_key_value(q, k, v, g, lse, delta, *extra)),
     }
-    for call in calls.values():
-        call()
-    seconds = {name: [] for name in calls}
-    for _ in range(60):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            seconds[name].append(time.perf_counter() - start)
-    for name, values in seconds.items():
+    for name, values in interleaved_seconds(calls, 60).items():
         print(f"{name:16s} median {np.median(values) * 1e3:.2f} ms, fastest {min(values) * 1e3:.2f} ms")
 
 

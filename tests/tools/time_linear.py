@@ -11,13 +11,13 @@ developer tool; not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from numba import njit, prange
 
 from fnnet import kernels as K
 from fnnet.kernels import dense_half as KH
+from _interleave import interleaved_seconds  # tests/tools: the script's own folder
 
 SHAPES = {  # workload: its layers' (rows, in, out)
     "tiny": [(32, 64, 64), (32, 64, 10)],
@@ -63,17 +63,11 @@ def main(argv=None) -> None:
                 backward = lambda x=x, w=w, g=g: K.linear_bwd(x, w, g, True, True, True)
             cases.append((f"{workload} {n}x{k} by {m} forward", w, forward))
             cases.append((f"{workload} {n}x{k} by {m} backward", w, backward))
-    for _, w, call in cases:
+    weights = {name: w for name, w, _ in cases}
+    for w in weights.values():
         _rewrite(w)
-        call()
-    seconds = {name: [] for name, _, _ in cases}
-    for _ in range(args.rounds):
-        for name, w, call in cases:
-            if not args.warm:
-                _rewrite(w)
-            start = time.perf_counter()
-            call()
-            seconds[name].append(time.perf_counter() - start)
+    seconds = interleaved_seconds({name: call for name, _, call in cases}, args.rounds,
+                                  None if args.warm else lambda name: _rewrite(weights[name]))
     for name, values in seconds.items():
         print(f"{name:40s} {np.median(values) * 1e3:8.4f} ms")
 

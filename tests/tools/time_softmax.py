@@ -8,12 +8,11 @@ prints the median of each.  A developer tool; not part of the test suite.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from numba import njit
 
 from fnnet.kernels import softmax as KS
+from _interleave import interleaved_seconds  # tests/tools: the script's own folder
 
 
 @njit(cache=False)
@@ -53,15 +52,7 @@ def main() -> None:
         "log_softmax_bwd": lambda: KS.log_softmax_bwd(y, g),
         "softmax_cross_entropy_bwd": lambda: KS.softmax_cross_entropy_bwd(y, labels, g[:, 0].copy(), 1, np.float32(1e-3)),
     }
-    for call in calls.values():
-        call()
-    seconds = {name: [] for name in calls}
-    for _ in range(100):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            seconds[name].append(time.perf_counter() - start)
-    for name, values in seconds.items():
+    for name, values in interleaved_seconds(calls, 100).items():
         print(f"{name:38s} {np.median(values) * 1e3:.3f} ms")
 
 
