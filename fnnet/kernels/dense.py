@@ -21,8 +21,9 @@ LARGE_ROWS = 1024
 #: Below ``LARGE_ROWS`` rows a product splits its output's columns into this many blocks instead: each
 #: thread then reads its own half of the weight instead of all of it, which matters most in a training
 #: step, where the optimizer has just written the weight from both threads (the ``mlp`` step's first
-#: layer, 128 x 784 by 256: 0.37 -> 0.25 ms), and a batch of 64 rows or fewer gets both threads
-#: (``python tests/tools/time_linear.py``).  Outputs narrower than ``2 * MIN_COLUMNS`` keep row blocks.
+#: layer, 128 x 784 by 256, inside its plan: 0.38 -> 0.26 ms, ``python tests/tools/profile_plan.py mlp
+#: fnnet``), and a batch of 64 rows or fewer gets both threads (``python tests/tools/time_linear.py``).
+#: Outputs narrower than ``2 * MIN_COLUMNS`` keep row blocks.
 COLUMN_BLOCKS = 2
 MIN_COLUMNS = 32
 #: Rows per block where rows are split below ``LARGE_ROWS`` (outputs narrower than ``2 * MIN_COLUMNS``).
