@@ -61,7 +61,7 @@ def _span(columns, size, blk, n, m):
 
 
 @helper
-def product_block(a, b, y, columns, size, blk):
+def _product_block(a, b, y, columns, size, blk):
     """Block ``blk`` of ``y = a @ b`` split as ``_blocks`` says: one single-threaded BLAS call."""
     r0, r1, c0, c1 = _span(columns, size, blk, y.shape[0], y.shape[1])
     gemm(a[r0:r1], b[:, c0:c1], y[r0:r1, c0:c1])
@@ -89,7 +89,7 @@ def linear_fwd(x, w, b, has_bias, relu):
 @helper
 def _linear_block(x, w, b, y, columns, size, blk, has_bias, relu):
     """Block ``blk`` of :func:`linear_fwd`."""
-    product_block(x, w, y, columns, size, blk)
+    _product_block(x, w, y, columns, size, blk)
     if has_bias or relu:
         r0, r1, c0, c1 = _span(columns, size, blk, y.shape[0], y.shape[1])
         bias = b[c0:c1] if has_bias else b
@@ -165,12 +165,12 @@ def linear_bwd(x, w, g, need_x, need_w, need_b):
     wt = w.T
     if n * k * m < SERIAL_PRODUCT:  # small products: the same blocks, in the calling thread
         for blk in range(x_blocks):
-            product_block(g, wt, gx, columns, size, blk)
+            _product_block(g, wt, gx, columns, size, blk)
         for blk in range(w_blocks):
             _weight_block(x, g, gw, w_rows, blk)
     else:
         for blk in prange(x_blocks):  # two loops, each of equal-cost blocks, so both threads stay busy
-            product_block(g, wt, gx, columns, size, blk)
+            _product_block(g, wt, gx, columns, size, blk)
         for blk in prange(w_blocks):
             _weight_block(x, g, gw, w_rows, blk)
     gb = column_sums(g) if need_b else np.empty(0, dtype=g.dtype)
@@ -192,8 +192,8 @@ def matmul_fwd(a, b):
     y = np.empty((n, b.shape[1]), dtype=a.dtype)
     columns, count, size = _blocks(n, k, b.shape[1])
     if count <= 1:
-        product_block(a, b, y, columns, size, 0)
+        _product_block(a, b, y, columns, size, 0)
     else:
         for blk in prange(count):
-            product_block(a, b, y, columns, size, blk)
+            _product_block(a, b, y, columns, size, blk)
     return y

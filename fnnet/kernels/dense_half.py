@@ -2,8 +2,9 @@
 
 Arrays in half precision come as ``uint16`` views (Numba cannot compile float16).  Each kernel widens what
 a BLAS call reads into a float32 buffer inside the kernel, runs exactly the BLAS calls of :mod:`.dense` on
-the same float32 values, with the same blocks (``dense._blocks``) and leading dimensions, and narrows each
-result block while it is in cache.  The results are therefore bitwise those of widening every input,
+the same float32 values, with the same blocks (``dense._blocks``) and the same leading dimensions for what
+BLAS reads, writes each block's result into a buffer of the block's own (BLAS only writes it: its leading
+dimension changes no bit) and narrows it while it is in cache.  The results are therefore bitwise those of widening every input,
 running the float32 kernel and narrowing its outputs, without the full-size float32 copies of the inputs
 and outputs or a conversion pass (and kernel launch) per array.  Each kernel launches as few parallel
 loops as it can (a launch costs more than converting a small matrix, and far more on a busy machine): the
@@ -20,22 +21,22 @@ from numba import prange
 
 from ._jit import SERIAL_STREAM, SERIAL_WORK, helper, kernel
 from .blas import gemm
-from .dense import SERIAL_PRODUCT, WEIGHT_BLOCKS, _blocks, _span, _weight_block, column_sums, product_block
+from .dense import SERIAL_PRODUCT, WEIGHT_BLOCKS, _blocks, _span, column_sums
 from .half import float_to_half_bits, half_bits_to_float
 
 
 @helper
-def _widen_row(src, dst, i):
-    """``dst[i, j]`` = float32 value of the half bits ``src[i, j]``."""
-    for j in range(src.shape[1]):
-        dst[i, j] = half_bits_to_float(src[i, j])
+def _widen_into(source, target):
+    """``target[j]`` = float32 value of the half bits ``source[j]`` (1-D, indexed from 0: vectorises)."""
+    for j in range(source.shape[0]):
+        target[j] = half_bits_to_float(source[j])
 
 
 @helper
-def _narrow_block(src, out, r0, r1, c0, c1):
-    """``out[r0:r1, c0:c1]`` = half bits of ``src[r0:r1, c0:c1]``."""
-    for i in range(r0, r1):
-        row, target = src[i, c0:c1], out[i, c0:c1]
+def _narrow_into(block, out, r0, c0):
+    """``out[r0 + i, c0 + j]`` = half bits of ``block[i, j]``."""
+    for i in range(block.shape[0]):
+        row, target = block[i], out[r0 + i, c0:c0 + block.shape[1]]
         for j in range(row.shape[0]):
             target[j] = float_to_half_bits(row[j])
 
@@ -55,48 +56,40 @@ def linear_fwd_half(x, w, b, has_bias, relu):
     w32 = np.empty((k, m), dtype=np.float32)
     if not columns and k * m < SERIAL_STREAM:
         for i in range(k):
-            _widen_row(w, w32, i)
+            _widen_into(w[i], w32[i])
     elif not columns:
         for i in prange(k):
-            _widen_row(w, w32, i)
+            _widen_into(w[i], w32[i])
     b32 = np.zeros(m, dtype=np.float32)
     if has_bias:
         for j in range(m):
             b32[j] = half_bits_to_float(b[j])
     y = np.empty((n, m), dtype=np.uint16)
-    y32 = np.empty((n if columns else 0, m), dtype=np.float32)  # linear_fwd's leading dimensions
     if count <= 1:
-        _fwd_half_block(x, w, w32, b32, y32, y, columns, size, 0, has_bias, relu)
+        _fwd_half_block(x, w, w32, b32, y, columns, size, 0, has_bias, relu)
     else:
         for blk in prange(count):
-            _fwd_half_block(x, w, w32, b32, y32, y, columns, size, blk, has_bias, relu)
+            _fwd_half_block(x, w, w32, b32, y, columns, size, blk, has_bias, relu)
     return y
 
 
 @helper
-def _fwd_half_block(x, w, w32, b32, y32, y, columns, size, blk, has_bias, relu):
-    """Block ``blk`` of :func:`linear_fwd_half`: widen what its BLAS call reads, make ``linear_fwd``'s call
-    for the block on the same values with the same leading dimensions, narrow the block."""
-    n, k = x.shape
-    r0, r1, c0, c1 = _span(columns, size, blk, n, w.shape[1])
-    x32 = np.empty((r1 - r0, k), dtype=np.float32)
+def _fwd_half_block(x, w, w32, b32, y, columns, size, blk, has_bias, relu):
+    """Block ``blk`` of :func:`linear_fwd_half`: widen what its BLAS call reads (the block's rows of ``x``,
+    and its columns of the weight in a column block), make ``linear_fwd``'s call for the block on the same
+    values, into a buffer of the block's own, and narrow it."""
+    r0, r1, c0, c1 = _span(columns, size, blk, x.shape[0], w.shape[1])
+    x32 = np.empty((r1 - r0, x.shape[1]), dtype=np.float32)
     for i in range(r1 - r0):
-        source, target = x[r0 + i], x32[i]
-        for j in range(k):
-            target[j] = half_bits_to_float(source[j])
-    y_rows = np.empty((0 if columns else r1 - r0, w.shape[1]), dtype=np.float32)
+        _widen_into(x[r0 + i], x32[i])
     if columns:
-        for i in range(k):
-            source, target = w[i, c0:c1], w32[i, c0:c1]
-            for j in range(c1 - c0):
-                target[j] = half_bits_to_float(source[j])
-        product_block(x32, w32, y32, columns, size, blk)
-    else:
-        gemm(x32, w32, y_rows)
+        for i in range(w.shape[0]):
+            _widen_into(w[i, c0:c1], w32[i, c0:c1])
+    block = np.empty((r1 - r0, c1 - c0), dtype=np.float32)
+    gemm(x32, w32[:, c0:c1], block)
     bias = b32[c0:c1]
-    for i in range(r0, r1):
-        row = y32[i, c0:c1] if columns else y_rows[i - r0]
-        out = y[i, c0:c1]
+    for i in range(r1 - r0):
+        row, out = block[i], y[r0 + i, c0:c1]
         for j in range(row.shape[0]):
             v = row[j]  # linear_fwd's statements, so the same types and roundings
             if has_bias:
@@ -117,27 +110,30 @@ def _widen_bwd_row(r, x, w, g, y, relu, x32, w32, g32):
             value = half_bits_to_float(g[r, j])
             g32[r, j] = zero if half_bits_to_float(y[r, j]) <= 0 else value
     elif r < n:
-        _widen_row(g, g32, r)
+        _widen_into(g[r], g32[r])
     elif r < n + w32.shape[0]:
-        _widen_row(w, w32, r - n)
+        _widen_into(w[r - n], w32[r - n])
     else:
-        _widen_row(x, x32, r - n - w32.shape[0])
+        _widen_into(x[r - n - w32.shape[0]], x32[r - n - w32.shape[0]])
 
 
 @helper
-def _gx_half_block(g32, wt, gx32, gx, columns, size, blk):
-    """Block ``blk`` of ``gx = g @ w.T`` (``linear_bwd``'s call), narrowed into ``gx``."""
-    product_block(g32, wt, gx32, columns, size, blk)
-    r0, r1, c0, c1 = _span(columns, size, blk, gx32.shape[0], gx32.shape[1])
-    _narrow_block(gx32, gx, r0, r1, c0, c1)
+def _gx_half_block(g32, wt, gx, columns, size, blk):
+    """Block ``blk`` of ``gx = g @ w.T`` (``linear_bwd``'s call, into a buffer of the block's own), narrowed."""
+    r0, r1, c0, c1 = _span(columns, size, blk, gx.shape[0], gx.shape[1])
+    block = np.empty((r1 - r0, c1 - c0), dtype=np.float32)
+    gemm(g32[r0:r1], wt[:, c0:c1], block)
+    _narrow_into(block, gx, r0, c0)
 
 
 @helper
-def _gw_half_block(x32, g32, gw32, gw, w_rows, blk):
-    """Block ``blk`` of ``gw = x.T @ g`` (``linear_bwd``'s call), narrowed into ``gw``."""
-    _weight_block(x32, g32, gw32, w_rows, blk)
+def _gw_half_block(x32, g32, gw, w_rows, blk):
+    """Block ``blk`` of ``gw = x.T @ g`` (``linear_bwd``'s call, into a buffer of the block's own), narrowed."""
     r0 = blk * w_rows
-    _narrow_block(gw32, gw, r0, min(gw32.shape[0], r0 + w_rows), 0, gw32.shape[1])
+    r1 = min(gw.shape[0], r0 + w_rows)
+    block = np.empty((r1 - r0, gw.shape[1]), dtype=np.float32)
+    gemm(x32[:, r0:r1].T, g32, block)
+    _narrow_into(block, gw, r0, 0)
 
 
 @kernel
@@ -161,21 +157,19 @@ def linear_bwd_half(x, w, g, y, relu, need_x, need_w, need_b):
     gw = np.empty((k if need_w else 0, m), dtype=np.uint16)
     columns, x_blocks, size = _blocks(n, m, k)
     x_blocks = x_blocks if need_x else 0
-    gx32 = np.empty((n if need_x else 0, k), dtype=np.float32)  # linear_bwd's leading dimensions
-    gw32 = np.empty((k if need_w else 0, m), dtype=np.float32)
     w_blocks = min(WEIGHT_BLOCKS, k) if need_w else 0
     w_rows = (k + WEIGHT_BLOCKS - 1) // WEIGHT_BLOCKS
     wt = w32.T
     if n * k * m < SERIAL_PRODUCT:  # linear_bwd's blocks, in the calling thread as there
         for blk in range(x_blocks):
-            _gx_half_block(g32, wt, gx32, gx, columns, size, blk)
+            _gx_half_block(g32, wt, gx, columns, size, blk)
         for blk in range(w_blocks):
-            _gw_half_block(x32, g32, gw32, gw, w_rows, blk)
+            _gw_half_block(x32, g32, gw, w_rows, blk)
     else:  # two loops of equal-cost blocks, as linear_bwd's
         for blk in prange(x_blocks):
-            _gx_half_block(g32, wt, gx32, gx, columns, size, blk)
+            _gx_half_block(g32, wt, gx, columns, size, blk)
         for blk in prange(w_blocks):
-            _gw_half_block(x32, g32, gw32, gw, w_rows, blk)
+            _gw_half_block(x32, g32, gw, w_rows, blk)
     gb = np.empty(m if need_b else 0, dtype=np.uint16)
     if need_b:
         sums = column_sums(g32)
