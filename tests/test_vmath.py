@@ -283,21 +283,26 @@ def test_softmax_family_keeps_its_accuracy_and_special_values(dtype):
     with np.errstate(all="ignore"):
         y = K.softmax_fwd(inf_rows)
     assert y[0, 1] == 0 and np.isnan(y[1]).all() and np.isnan(y[2]).all()
+    with np.errstate(all="ignore"):
+        nan_after_inf = K.logsumexp_fwd(np.array([[np.inf, np.nan], [np.nan, np.inf], [-np.inf, np.nan]], dtype))
+    assert np.isnan(nan_after_inf).all()  # a NaN is never dropped behind an infinite maximum
     lse_inf = K.logsumexp_fwd(inf_rows)
     assert _same(lse_inf[1:], np.array([-np.inf, np.inf], dtype))
     assert ulp_error(lse_inf[:1], np.logaddexp(LD(0), LD(1))[None], dtype)[0] <= 2
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_row_maximum_is_the_first_maximum_for_every_length_and_special_value(dtype):
-    """``softmax._row_max`` keeps eight running maxima; its result must be a single running maximum's
-    (``x[i, 0]`` if nothing beats it, NaN only when ``x[i, 0]`` is NaN) at every tail length."""
+def test_row_maximum_is_a_single_running_maximum_for_every_length_and_special_value(dtype):
+    """``softmax.row_max`` keeps eight running maxima; its result must be a single running maximum's
+    (``x[i, 0]`` unless something beats it, NaN only when ``x[i, 0]`` is NaN; ``-inf`` for an empty row), in
+    the row's dtype, at every tail length."""
 
     @numba.njit(cache=False)
     def maxima(x):
-        return np.array([softmax._row_max(x, i) for i in range(x.shape[0])])
+        return np.array([softmax.row_max(x[i], x.shape[1]) for i in range(x.shape[0])])
 
     rng = np.random.default_rng(8)
+    assert maxima(np.zeros((2, 0), dtype))[0] == -np.inf
     for n in range(1, 27):
         x = rng.standard_normal((40, n)).astype(dtype)
         x[1, n - 1] = np.nan
@@ -313,7 +318,8 @@ def test_row_maximum_is_the_first_maximum_for_every_length_and_special_value(dty
                 if v > m:
                     m = v
             reference.append(m)
-        assert _same(maxima(x), np.array(reference, dtype)), n
+        got = maxima(x)
+        assert got.dtype == dtype and _same(got, np.array(reference, dtype)), n
 
 
 # ---------------------------------------------------------------------------------------------------------

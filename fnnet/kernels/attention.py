@@ -35,6 +35,7 @@ from numba import prange
 from . import _vmath as vm
 from ._jit import helper, kernel
 from .blas import gemm, matmul
+from .softmax import row_max
 
 __all__ = ["attention_fwd", "attention_bwd", "attention_bwd_query", "attention_bwd_key_value", "FUSED_SLICES"]
 
@@ -62,27 +63,6 @@ def _keep(seed, b, i, j, length, keys, threshold):
 def _nan_max(a, b):
     """``max(a, b)``, NaN when either is NaN (Python's ``max`` would drop a NaN ``b``)."""
     return b if b != b or b > a else a
-
-
-@helper
-def _lane_max(row, n):
-    """The maximum of ``row[:n]`` (``-inf`` when ``n`` is 0), NaN when any is NaN: eight running maxima, which
-    vectorise where one does not (``python tests/tools/time_attention.py``)."""
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
-    j = 0
-    while j + 8 <= n:
-        m0 = _nan_max(m0, row[j])
-        m1 = _nan_max(m1, row[j + 1])
-        m2 = _nan_max(m2, row[j + 2])
-        m3 = _nan_max(m3, row[j + 3])
-        m4 = _nan_max(m4, row[j + 4])
-        m5 = _nan_max(m5, row[j + 5])
-        m6 = _nan_max(m6, row[j + 6])
-        m7 = _nan_max(m7, row[j + 7])
-        j += 8
-    for t in range(n - j):
-        m0 = _nan_max(m0, row[j + t])
-    return _nan_max(_nan_max(_nan_max(m0, m1), _nan_max(m2, m3)), _nan_max(_nan_max(m4, m5), _nan_max(m6, m7)))
 
 
 @helper
@@ -192,7 +172,7 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
             s = _scores(q, k, bias, mask_index, has_mask, causal, scale, b, i0, i1, c0, c1)
             for r in range(rows):
                 seen = _visible(causal, i0 + r, c0, c1)
-                new_m = _nan_max(m[r], _lane_max(s[r], seen))
+                new_m = _nan_max(m[r], row_max(s[r], seen))
                 if new_m == -np.inf:
                     s[r, :] = 0.0
                     continue

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from . import _vmath as vm
-from ._jit import SERIAL_WORK, kernel
+from ._jit import SERIAL_WORK, helper, kernel
 
 __all__ = [
     "softmax_fwd", "softmax_bwd", "log_softmax_fwd", "log_softmax_bwd", "logsumexp_fwd", "logsumexp_bwd",
@@ -51,18 +51,20 @@ def _scale_row(y, i, inv):
         row[j] = row[j] * inv
 
 
-@kernel(parallel=False)
-def _row_max(x, i):
-    """max of row ``i`` of ``x (rows, n)``, n > 0 (the shift that keeps exp from overflowing).
+@helper
+def row_max(row, n):
+    """The maximum of ``row[:n]`` in the row's dtype (``-inf`` when ``n`` is 0): the shift that keeps exp
+    from overflowing, here and in the attention kernels.
 
-    Eight running maxima, each a select, which LLVM packs into one vector select (one running maximum
-    does not vectorise: 0.86 against 0.19 ms for 1000 rows of 1000, one thread,
-    ``python tests/tools/time_softmax.py``).  The result is the single maximum's, NaN included (every
-    lane starts at ``x[i, 0]``, and a NaN later in the row fails every comparison, as it does there),
-    except that a zero maximum may come with the other sign of zero, which nothing downstream can tell
-    apart: ``x - m`` is then a zero whose exponential is 1, and a row holding both zeros sums to >= 2."""
-    row = x[i]
-    n = row.shape[0]
+    Eight running maxima, each a select, which LLVM packs into one vector select (a single running maximum
+    does not vectorise: 0.87 against 0.18 ms for 1000 rows of 1000 on one thread, ``python
+    tests/tools/time_softmax.py``).  The result is a single running maximum's: every lane starts at
+    ``row[0]`` and takes a value only when it is larger, so it is NaN only when ``row[0]`` is; a NaN further
+    on makes its own ``exp(x - m)`` NaN, and with it the row's sum, which is how the kernels propagate it.
+    Only the sign of a zero maximum can differ, which nothing downstream can tell apart (``x - m`` is then
+    a zero, whose exponential is 1)."""
+    if n == 0:
+        return row.dtype.type(-np.inf)
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]
     j = 0
     while j + 8 <= n:
@@ -95,6 +97,15 @@ def _row_max(x, i):
     return m4 if m4 > m0 else m0
 
 
+@helper
+def _has_nan(row):
+    """Whether ``row`` holds a NaN (for the rare rows whose maximum is infinite)."""
+    for j in range(row.shape[0]):
+        if row[j] != row[j]:
+            return True
+    return False
+
+
 @_vmath_kernel(reduction=True)
 def softmax_fwd(x):
     """``y[i] = exp(x[i] - max x[i]) / sum(...)``; ``x``/``y (rows, n)``."""
@@ -103,7 +114,7 @@ def softmax_fwd(x):
     for i in prange(rows):
         if n == 0:
             continue
-        _exp_shifted_row(x, i, _row_max(x, i), y)
+        _exp_shifted_row(x, i, row_max(x[i], n), y)
         s = 0.0
         for j in range(n):
             s += y[i, j]
@@ -133,7 +144,7 @@ def log_softmax_fwd(x):
     for i in prange(rows):
         if n == 0:
             continue
-        m = _row_max(x, i)
+        m = row_max(x[i], n)
         _exp_shifted_row(x, i, m, y)  # y's row holds the exponentials until it is overwritten below
         s = 0.0
         for j in range(n):
@@ -175,9 +186,9 @@ def logsumexp_fwd(x):
         if n == 0:
             out[i] = -np.inf
             continue
-        m = _row_max(x, i)
-        if np.isinf(m):
-            out[i] = m
+        m = row_max(x[i], n)
+        if np.isinf(m):  # all -inf, or a +inf: the sum cannot be formed, but a NaN must not be dropped
+            out[i] = np.nan if _has_nan(x[i]) else m
             continue
         _exp_shifted_row(x, i, m, e)
         s = 0.0
@@ -227,7 +238,7 @@ def softmax_cross_entropy_fwd(x, labels):
 def _cross_entropy_row(x, labels, i, probs, losses64):
     """Row ``i`` of :func:`softmax_cross_entropy_fwd`: its softmax into ``probs`` and its loss (float64)."""
     n = x.shape[1]
-    m = _row_max(x, i)
+    m = row_max(x[i], n)
     _exp_shifted_row(x, i, m, probs)
     s = 0.0
     for j in range(n):
@@ -271,7 +282,7 @@ def softmax_cross_entropy_probs_fwd(x, t):
     for i in prange(rows):
         if n == 0:
             continue
-        m = _row_max(x, i)
+        m = row_max(x[i], n)
         _exp_shifted_row(x, i, m, logp)  # logp's row holds the exponentials until it is overwritten below
         s = 0.0
         for j in range(n):

@@ -31,7 +31,7 @@ def _single_maximum(x):
 def _row_maxima(x):
     out = np.empty(x.shape[0], x.dtype)
     for i in range(x.shape[0]):
-        out[i] = KS._row_max(x, i)
+        out[i] = KS.row_max(x[i], x.shape[1])
     return out
 
 
