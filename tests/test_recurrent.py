@@ -1,6 +1,7 @@
 """GRUCell, LSTMCell and RNN beyond the layer table: initial states and explicit cell states against PyTorch
 (float64, forward and every gradient), loading nn.GRU/nn.LSTM/nn.GRUCell state dicts, and bad input."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -230,3 +231,32 @@ def test_empty_batch_gives_empty_outputs_and_zero_weight_gradients(cell):
     assert layer.apply(params, x).shape == (0, 4, 3)
     grads = fnnet.grad(lambda p: ops.sum(layer.apply(p, x)))(params)
     assert all(not np.any(g) for g in fnnet.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("op, gates", [(ops.gru_sequence, 3), (ops.lstm_sequence, 4)], ids=["GRU", "LSTM"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_sequence_ops_give_the_same_bits_for_any_thread_count(op, gates, reverse):
+    """40 rows are three row blocks (16, 16, 8), which run on different threads when there are several."""
+    rng = np.random.default_rng(5)
+    n, steps, hidden = 40, 6, 24
+    x_proj = rng.standard_normal((n, steps, gates * hidden)).astype(np.float32)
+    states = [rng.standard_normal((n, hidden)).astype(np.float32) for _ in range(gates - 2)]
+    w = (rng.standard_normal((gates * hidden, hidden)) / hidden ** 0.5).astype(np.float32)
+    b = rng.standard_normal(gates * hidden).astype(np.float32)
+    g = rng.standard_normal((n, steps, hidden)).astype(np.float32)
+
+    def run():
+        out, vjp = fnnet.vjp(lambda *a: op(*a, reverse=reverse), x_proj, *states, w, b)
+        return (out, *vjp(g))
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = run()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        multi = run()
+    finally:
+        numba.set_num_threads(before)
+    assert len(single) == len(multi) == gates + 2  # the states and the cotangent of every input
+    for a, b in zip(single, multi):
+        assert a.dtype == np.float32 and np.array_equal(a, b)

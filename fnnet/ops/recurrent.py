@@ -1,9 +1,10 @@
 """Recurrences as single ops: ``gru_sequence`` and ``lstm_sequence`` run the hidden-state half of a GRU or an
 LSTM over every time step as one tape entry (the input projections of all steps come before, as one GEMM).
 
-Per step the forward makes one BLAS product ``h @ W_hh^T`` and one fused gate kernel; the backward walks the
-steps in reverse with one fused gate kernel and one product ``d_pre @ W_hh`` each, then forms the weight
-gradient of all steps as one GEMM.  ``reverse`` walks time from the end, outputs staying at their step.
+The forward and the backward are one kernel call each (``fnnet.kernels.recurrent``): the batch rows run in
+fixed blocks, one thread per block, each walking every step with one BLAS product and one fused gate pass
+per step; the backward then forms the weight gradient of all steps as one GEMM.  ``reverse`` walks time
+from the end, outputs staying at their step.
 """
 
 from __future__ import annotations
@@ -17,49 +18,15 @@ from ._validate import check_float, check_same_dtype, contiguous, value
 __all__ = ["gru_sequence", "lstm_sequence"]
 
 
-def _steps(count, reverse):
-    return range(count - 1, -1, -1) if reverse else range(count)
-
-
-def _previous(h0, hs, order, s):
-    """The state before processing step ``order[s]``."""
-    return h0 if s == 0 else hs[:, order[s - 1]]
-
-
-def _weight_grads(d_pre, h_prev):
-    """``(d_weight_hh, d_bias_hh)`` of all steps at once, from time-major ``d_pre (t, n, G)`` and ``h_prev``."""
-    count, n, g = d_pre.shape
-    d_pre = d_pre.reshape(count * n, g)
-    return d_pre.T @ h_prev.reshape(count * n, h_prev.shape[2]), K.column_sums(d_pre)
-
-
 def _gru_sequence_fwd(x_proj, h0, weight_hh, bias_hh, reverse=False):
-    n, count, g = x_proj.shape
-    x_proj, bias_hh, w_hh_t = contiguous(x_proj), contiguous(bias_hh), np.ascontiguousarray(weight_hh.T)
-    hs = np.empty((n, count, g // 3), x_proj.dtype)
-    gates = np.empty((n, count, 4 * (g // 3)), x_proj.dtype)
-    h, hp = np.array(h0, order="C", copy=True), np.empty((n, g), x_proj.dtype)
-    for t in _steps(count, reverse):
-        np.dot(h, w_hh_t, out=hp)
-        K.gru_step_fwd(x_proj, hp, bias_hh, h, hs, gates, t)
+    w_hh_t = np.ascontiguousarray(weight_hh.T)
+    hs, gates = K.gru_sequence_fwd(contiguous(x_proj), contiguous(h0), w_hh_t, contiguous(bias_hh), reverse)
     return hs, (h0, hs, gates, weight_hh)
 
 
 def _gru_sequence_bwd(res, g, reverse=False):
     h0, hs, gates, weight_hh = res
-    n, count, hidden = hs.shape
-    g, w_hh = contiguous(g), contiguous(weight_hh)
-    d_x_proj = np.empty((n, count, 3 * hidden), hs.dtype)
-    d_pre = np.empty((count, n, 3 * hidden), hs.dtype)   # time major: each step's slice is contiguous
-    h_prev = np.empty((count, n, hidden), hs.dtype)
-    dh = np.zeros((n, hidden), hs.dtype)
-    order = list(_steps(count, reverse))
-    for s in range(count - 1, -1, -1):
-        t = order[s]
-        h_prev[t] = _previous(h0, hs, order, s)
-        K.gru_step_bwd(g, dh, h_prev[t], gates, t, d_x_proj, d_pre[t])
-        dh += d_pre[t] @ w_hh
-    return (d_x_proj, dh, *_weight_grads(d_pre, h_prev))
+    return K.gru_sequence_bwd(contiguous(g), contiguous(h0), hs, gates, contiguous(weight_hh), reverse)
 
 
 _gru_sequence = primitive("gru_sequence", _gru_sequence_fwd, _gru_sequence_bwd,
@@ -67,34 +34,16 @@ _gru_sequence = primitive("gru_sequence", _gru_sequence_fwd, _gru_sequence_bwd,
 
 
 def _lstm_sequence_fwd(x_proj, h0, c0, weight_hh, bias_hh, reverse=False):
-    n, count, g = x_proj.shape
-    x_proj, bias_hh, w_hh_t = contiguous(x_proj), contiguous(bias_hh), np.ascontiguousarray(weight_hh.T)
-    hs, cs = (np.empty((n, count, g // 4), x_proj.dtype) for _ in range(2))
-    gates = np.empty((n, count, g), x_proj.dtype)
-    h, c = np.array(h0, order="C", copy=True), np.array(c0, order="C", copy=True)
-    hp = np.empty((n, g), x_proj.dtype)
-    for t in _steps(count, reverse):
-        np.dot(h, w_hh_t, out=hp)
-        K.lstm_step_fwd(x_proj, hp, bias_hh, h, c, hs, cs, gates, t)
+    w_hh_t = np.ascontiguousarray(weight_hh.T)
+    hs, cs, gates = K.lstm_sequence_fwd(contiguous(x_proj), contiguous(h0), contiguous(c0), w_hh_t,
+                                        contiguous(bias_hh), reverse)
     return hs, (h0, c0, hs, cs, gates, weight_hh)
 
 
 def _lstm_sequence_bwd(res, g, reverse=False):
     h0, c0, hs, cs, gates, weight_hh = res
-    n, count, hidden = hs.shape
-    g, w_hh, c0 = contiguous(g), contiguous(weight_hh), contiguous(c0)
-    d_x_proj = np.empty((n, count, 4 * hidden), hs.dtype)
-    d_pre = np.empty((count, n, 4 * hidden), hs.dtype)
-    h_prev = np.empty((count, n, hidden), hs.dtype)
-    dh, dc = np.zeros((n, hidden), hs.dtype), np.zeros((n, hidden), hs.dtype)
-    order = list(_steps(count, reverse))
-    for s in range(count - 1, -1, -1):
-        t = order[s]
-        h_prev[t] = _previous(h0, hs, order, s)
-        c_prev = contiguous(_previous(c0, cs, order, s))
-        K.lstm_step_bwd(g, dh, dc, c_prev, cs, gates, t, d_x_proj, d_pre[t])
-        dh = d_pre[t] @ w_hh
-    return (d_x_proj, dh, dc, *_weight_grads(d_pre, h_prev))
+    return K.lstm_sequence_bwd(contiguous(g), contiguous(h0), contiguous(c0), hs, cs, gates, contiguous(weight_hh),
+                               reverse)
 
 
 _lstm_sequence = primitive("lstm_sequence", _lstm_sequence_fwd, _lstm_sequence_bwd,

@@ -83,4 +83,10 @@ CASES = [
            torch_ref=lambda *a: _torch_lstm(*a, reverse=True)),
     OpCase("lstm_sequence-one-step", lambda *a: ops.lstm_sequence(*a), _lstm_args(2, 1, 3, 50), ("lstm_sequence",),
            numpy_ref=_numpy_lstm, torch_ref=_torch_lstm),
+    # 35 rows: three row blocks of the sequence kernels (16, 16 and 3 rows), each on a thread of its own
+    OpCase("gru_sequence-reverse-row-blocks", lambda *a: ops.gru_sequence(*a, reverse=True), _args(35, 3, 2, 60),
+           ("gru_sequence",), numpy_ref=lambda *a: _numpy_gru(*a, reverse=True),
+           torch_ref=lambda *a: _torch_gru(*a, reverse=True)),
+    OpCase("lstm_sequence-row-blocks", lambda *a: ops.lstm_sequence(*a), _lstm_args(35, 3, 2, 70),
+           ("lstm_sequence",), numpy_ref=_numpy_lstm, torch_ref=_torch_lstm),
 ]
