@@ -139,9 +139,13 @@ class _Cell(Layer):
         self.check_weights(params, x.shape[1], where)
         hidden = self.zero_state(x.shape[0], x.dtype) if hidden is None else hidden
         self.check_hidden(where, "hidden", hidden, x.shape[0], x.dtype)
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
-        y = self.step(x_proj, hidden, ops.transpose(params["weight_hh"]), params["bias_hh"])
+        y = self.one_step(params, x, hidden)
         return y if state is None else (y, state)
+
+    def one_step(self, params, x, hidden):
+        """The next state(s) for checked inputs: the input projection, then the cell's ``step``."""
+        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
+        return self.step(x_proj, hidden, ops.transpose(params["weight_hh"]), params["bias_hh"])
 
 
 @register
@@ -192,9 +196,19 @@ class GRUCell(_Cell):
         x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
         return ops.gru_sequence(x_proj, hidden, params["weight_hh"], params["bias_hh"], reverse=reverse)
 
+    def one_step(self, params, x, hidden):
+        """``h'`` through the fused op over one step (``fnnet.ops.gru_sequence``): one kernel for the gates instead
+        of a dozen element-wise ops, which is what a cell stepped in a Python loop spends its time on."""
+        n = x.shape[0]
+        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
+        x_proj = ops.reshape(x_proj, (n, 1, 3 * self.hidden_size))
+        h = ops.gru_sequence(x_proj, hidden, params["weight_hh"], params["bias_hh"])
+        return ops.reshape(h, (n, self.hidden_size))
+
     @staticmethod
     def step(x_proj, h, w_hh, b_hh):
-        """``h'`` from the input projection ``x_proj (N, 3H)`` (bias included) and the state ``h (N, H)``."""
+        """``h'`` from the input projection ``x_proj (N, 3H)`` (bias included) and the state ``h (N, H)``, in
+        element-wise ops (the loop ``_Cell.sequence`` runs; tests compare the fused op with it)."""
         x_r, x_z, x_n = ops.chunk(x_proj, 3, axis=-1)
         h_r, h_z, h_n = ops.chunk(ops.linear(h, w_hh, b_hh), 3, axis=-1)
         r = ops.sigmoid(x_r + h_r)

@@ -9,8 +9,6 @@ from the end, outputs staying at their step.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import kernels as K
 from ..autodiff import primitive
 from ._validate import check_float, check_same_dtype, contiguous, value
@@ -19,8 +17,8 @@ __all__ = ["gru_sequence", "lstm_sequence"]
 
 
 def _gru_sequence_fwd(x_proj, h0, weight_hh, bias_hh, reverse=False):
-    w_hh_t = np.ascontiguousarray(weight_hh.T)
-    hs, gates = K.gru_sequence_fwd(contiguous(x_proj), contiguous(h0), w_hh_t, contiguous(bias_hh), reverse)
+    hs, gates = K.gru_sequence_fwd(contiguous(x_proj), contiguous(h0), contiguous(weight_hh), contiguous(bias_hh),
+                                   reverse)
     return hs, (h0, hs, gates, weight_hh)
 
 
@@ -34,8 +32,7 @@ _gru_sequence = primitive("gru_sequence", _gru_sequence_fwd, _gru_sequence_bwd,
 
 
 def _lstm_sequence_fwd(x_proj, h0, c0, weight_hh, bias_hh, reverse=False):
-    w_hh_t = np.ascontiguousarray(weight_hh.T)
-    hs, cs, gates = K.lstm_sequence_fwd(contiguous(x_proj), contiguous(h0), contiguous(c0), w_hh_t,
+    hs, cs, gates = K.lstm_sequence_fwd(contiguous(x_proj), contiguous(h0), contiguous(c0), contiguous(weight_hh),
                                         contiguous(bias_hh), reverse)
     return hs, (h0, c0, hs, cs, gates, weight_hh)
 

@@ -2,7 +2,7 @@
 
 The forward and the backward of ``fnnet.ops.gru_sequence`` and ``lstm_sequence`` (the primitives' own
 functions, no tape) at the ``gru`` workload's shapes (batch 32, 32 steps, hidden 128, float32), and at batch
-256; interleaved, 100 rounds; prints the median of each with the caller's thread count.  Run it in a
+256, and over one step at batch 32 (a cell stepped in Python); interleaved, 100 rounds; prints the median of each with the caller's thread count.  Run it in a
 worktree of an older commit (``PYTHONPATH``) to compare.  A developer tool; not part of the test suite.
 """
 
@@ -31,7 +31,7 @@ def _calls(batch, steps=32, hidden=128):
 
 
 def main() -> None:
-    calls = {**_calls(32), **_calls(256)}
+    calls = {**_calls(32), **_calls(256), **_calls(32, steps=1)}
     seconds = interleaved_seconds(calls, 100)
     for name, values in seconds.items():
         print(f"{name:32s} {np.median(values) * 1e3:8.3f} ms")
