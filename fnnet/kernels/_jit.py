@@ -34,6 +34,7 @@ import sys
 import tempfile
 
 import numba
+from numba.core import types
 from numba.core.cpu_options import ParallelOptions
 
 __all__ = ["kernel", "helper", "share_threads", "swap_threads", "SERIAL_WORK", "SERIAL_STREAM", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
@@ -337,9 +338,26 @@ def kernel(fn=None, *, parallel: bool = True, reduction: bool = False):
         options["fastmath"] = {"reassoc", "contract"}
 
     def wrap(f):
-        return numba.njit(**options)(f)
+        return _typed_without_literals(numba.njit(**options)(f))
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _typed_without_literals(dispatcher):
+    """``dispatcher``, made to compile for the plain types of the arguments another kernel calls it with.
+
+    By default Numba types a constant argument as a literal (``Literal[int](0)``, ``Literal[bool](True)``) and
+    compiles a function called as ``block(x, 0)`` in one branch and ``block(x, blk)`` in another twice, with
+    everything it calls: ``gru_sequence_fwd``'s serial and ``prange`` branches compiled its gate pass, its
+    products and ``gemm`` once each per branch.  Results do not change (a flag is then a run-time branch
+    that LLVM hoists out of the loops)."""
+    typed = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return typed(tuple(types.unliteral(a) for a in args), {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    return dispatcher
 
 
 def helper(fn=None, *, inline: bool = False):
@@ -349,6 +367,7 @@ def helper(fn=None, *, inline: bool = False):
     options = dict(nogil=True, cache=CACHE_ENABLED, error_model="numpy", inline="always" if inline else "never")
 
     def wrap(f):
-        return numba.njit(**options)(f)
+        jitted = numba.njit(**options)(f)
+        return jitted if inline else _typed_without_literals(jitted)
 
     return wrap(fn) if fn is not None else wrap
