@@ -2,7 +2,6 @@
 thread counts, bad input, MultiHeadAttention (cross attention, padding masks, torch import),
 TransformerEncoderBlock import, and the positional embeddings."""
 
-import numba
 import numpy as np
 import pytest
 
@@ -10,6 +9,7 @@ import fnnet
 import fnnet.layers as L
 import fnnet.ops as ops
 from fnnet.testing import assert_close, check_grads
+from tests.thread_counts import on_one_thread_and_on_all
 
 sdpa = ops.scaled_dot_product_attention
 KEY = fnnet.random.key(0)
@@ -144,14 +144,7 @@ def test_same_bits_for_any_thread_count(heads):
         fn = lambda a, b, c: sdpa(a, b, c, mask=mask, causal=True, dropout=0.2, key=KEY)  # noqa: E731
         return (fn(q, k, v), *_loss_grads(fn, q, k, v))
 
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        single = run()
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        multi = run()
-    finally:
-        numba.set_num_threads(before)
+    single, multi = on_one_thread_and_on_all(run)
     for a, b in zip(single, multi):
         assert np.array_equal(a, b)
 

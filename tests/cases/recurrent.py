@@ -89,4 +89,9 @@ CASES = [
            torch_ref=lambda *a: _torch_gru(*a, reverse=True)),
     OpCase("lstm_sequence-row-blocks", lambda *a: ops.lstm_sequence(*a), _lstm_args(35, 3, 2, 70),
            ("lstm_sequence",), numpy_ref=_numpy_lstm, torch_ref=_torch_lstm),
+    # one step (a cell stepped in Python): the transposed weight's view instead of a transposed copy
+    OpCase("gru_sequence-one-step-row-blocks", lambda *a: ops.gru_sequence(*a), _args(35, 1, 2, 80),
+           ("gru_sequence",), numpy_ref=_numpy_gru, torch_ref=_torch_gru),
+    OpCase("lstm_sequence-one-step-row-blocks", lambda *a: ops.lstm_sequence(*a), _lstm_args(35, 1, 2, 90),
+           ("lstm_sequence",), numpy_ref=_numpy_lstm, torch_ref=_torch_lstm),
 ]
