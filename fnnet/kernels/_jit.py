@@ -349,8 +349,8 @@ def _typed_without_literals(dispatcher):
     By default Numba types a constant argument as a literal (``Literal[int](0)``, ``Literal[bool](True)``) and
     compiles a function called as ``block(x, 0)`` in one branch and ``block(x, blk)`` in another twice, with
     everything it calls: ``gru_sequence_fwd``'s serial and ``prange`` branches compiled its gate pass, its
-    products and ``gemm`` once each per branch.  Results do not change (a flag is then a run-time branch
-    that LLVM hoists out of the loops)."""
+    products and ``gemm`` once each per branch.  Results do not change; a flag passed as a constant is then
+    a run-time test (no training-step row of ``python -m fnnet.bench`` got slower)."""
     typed = dispatcher.get_call_template
 
     def get_call_template(args, kws):
