@@ -20,6 +20,7 @@ import fnnet
 import fnnet.kernels as K
 import fnnet.ops as ops
 from fnnet.kernels import _vmath, elementwise, softmax
+from tests.thread_counts import on_one_thread_and_on_all
 
 LD = np.longdouble
 F32, F64 = np.float32, np.float64
@@ -334,18 +335,11 @@ def test_results_do_not_depend_on_the_thread_count():
              lambda v: K.elu_fwd(v, v.dtype.type(0.7)), lambda v: K.gelu_fwd(v, False),
              lambda v: K.gelu_fwd(v, True), lambda v: K.gelu_bwd(v, v, False), lambda v: K.erf_bwd(v, v),
              lambda v: K.softmax_fwd(v[:99_990].reshape(30, -1))]
-    before = numba.get_num_threads()
-    try:
-        for dtype in (F32, F64):
-            xd = np.abs(x).astype(dtype) if dtype == F32 else x.astype(dtype)
-            numba.set_num_threads(1)
-            serial = [call(xd) for call in calls]
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-            parallel = [call(xd) for call in calls]
-            for a, b in zip(serial, parallel):
-                assert a.tobytes() == b.tobytes()
-    finally:
-        numba.set_num_threads(before)
+    for dtype in (F32, F64):
+        xd = np.abs(x).astype(dtype) if dtype == F32 else x.astype(dtype)
+        serial, parallel = on_one_thread_and_on_all(lambda: [call(xd) for call in calls])
+        for a, b in zip(serial, parallel):
+            assert a.tobytes() == b.tobytes()
 
 
 def test_every_kernel_reaching_vmath_carries_its_source_stamp_in_the_cache_key():

@@ -11,7 +11,7 @@ builder returns a zero-argument ``step()`` running one training step (forward, b
 - ``gru``: ``RNN(GRUCell(128))`` over 32 steps of 32 features (PyTorch: ``nn.GRU``), batch 32, a linear head on
   the last state, cross-entropy over 10 classes, Adam.
 - ``gru_loop``: the same model and params, with fnnet's ``GRUCell`` called in a Python loop over the 32 steps
-  (what ``fnnet.jit`` is for: ~600 recorded ops per step); PyTorch keeps its fused ``nn.GRU``.
+  (one recorded ``GRUCell.apply`` per step, what ``fnnet.jit`` replays); PyTorch keeps its fused ``nn.GRU``.
 
 ``gru`` and ``gru_loop`` also run against JAX's ``jit`` of the same step (:func:`jax_step`).
 

@@ -177,6 +177,25 @@ def linear_bwd(x, w, g, need_x, need_w, need_b):
     return gx, gw, gb
 
 
+@kernel
+def transposed_product(x, g):
+    """``x.T @ g`` for ``x (n, k)`` and ``g (n, m)``: ``linear_bwd``'s weight gradient on its own (the
+    recurrent kernels' weight gradient over every step), in the same ``WEIGHT_BLOCKS`` row blocks, in the
+    calling thread below ``SERIAL_PRODUCT`` multiply-adds."""
+    n, k = x.shape
+    m = g.shape[1]
+    gw = np.empty((k, m), dtype=g.dtype)
+    blocks = min(WEIGHT_BLOCKS, k)
+    w_rows = (k + WEIGHT_BLOCKS - 1) // WEIGHT_BLOCKS
+    if n * k * m < SERIAL_PRODUCT:
+        for blk in range(blocks):
+            _weight_block(x, g, gw, w_rows, blk)
+    else:
+        for blk in prange(blocks):
+            _weight_block(x, g, gw, w_rows, blk)
+    return gw
+
+
 @helper
 def _weight_block(x, g, gw, w_rows, blk):
     """Rows ``blk * w_rows`` on of ``gw = x.T @ g`` (``WEIGHT_BLOCKS`` blocks)."""

@@ -5,7 +5,7 @@ into fixed blocks (``_row_blocks``, a function of the batch size only, so the bi
 thread count), and each block runs the whole time loop on its own thread: the rows of a recurrence never
 meet, so the blocks need no synchronisation between steps.  Per step a block makes one single-threaded BLAS
 product (:func:`.blas.gemm`) and one fused pass of the gate math over its rows; the backward then forms the
-weight gradient of all steps as one product, in ``WEIGHT_BLOCKS`` row blocks, and the bias gradient as
+weight gradient of all steps as one product (``dense.transposed_product``) and the bias gradient as
 fixed-chunk column sums.
 
 Shapes (batch first, ``G = 3H``): ``x_proj (n, t, G)`` the input projections ``x W_ih^T + b_ih`` of every
@@ -23,7 +23,7 @@ from numba import prange
 from . import _vmath as vm
 from ._jit import helper, kernel
 from .blas import gemm
-from .dense import SERIAL_PRODUCT, WEIGHT_BLOCKS, _weight_block, column_sums
+from .dense import column_sums, transposed_product
 
 __all__ = ["gru_sequence_fwd", "gru_sequence_bwd", "lstm_sequence_fwd", "lstm_sequence_bwd", "SEQUENCE_ROWS",
            "SEQUENCE_BLOCKS"]
@@ -196,24 +196,13 @@ def _gru_block_bwd(g_hs, h0, hs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, 
     _block_end(dh, r0, d_h0)
 
 
-@kernel
+@helper
 def _weight_gradients(d_pre, h_prev):
-    """``(d_weight_hh, d_bias_hh)`` of every step at once: ``d_pre^T h_prev`` in ``WEIGHT_BLOCKS`` row blocks
-    (as ``linear_bwd``'s weight gradient; in the calling thread below ``SERIAL_PRODUCT`` multiply-adds) and
-    the column sums of ``d_pre``, both over the time-major ``(t * n)`` rows."""
+    """``(d_weight_hh, d_bias_hh)`` of every step at once: ``d_pre^T h_prev`` and the column sums of ``d_pre``,
+    both over the time-major ``(t * n)`` rows."""
     count, n, g = d_pre.shape
-    hidden = h_prev.shape[2]
     d_pre2 = d_pre.reshape(count * n, g)
-    h_prev2 = h_prev.reshape(count * n, hidden)
-    dw = np.empty((g, hidden), d_pre.dtype)
-    w_rows = (g + WEIGHT_BLOCKS - 1) // WEIGHT_BLOCKS
-    if count * n * g * hidden < SERIAL_PRODUCT:
-        for blk in range(min(WEIGHT_BLOCKS, g)):
-            _weight_block(d_pre2, h_prev2, dw, w_rows, blk)
-    else:
-        for blk in prange(min(WEIGHT_BLOCKS, g)):
-            _weight_block(d_pre2, h_prev2, dw, w_rows, blk)
-    return dw, column_sums(d_pre2)
+    return transposed_product(d_pre2, h_prev.reshape(count * n, h_prev.shape[2])), column_sums(d_pre2)
 
 
 @_vmath_kernel
