@@ -37,7 +37,7 @@ import numba
 from numba.core import types
 from numba.core.cpu_options import ParallelOptions
 
-__all__ = ["kernel", "helper", "share_threads", "swap_threads", "SERIAL_WORK", "SERIAL_STREAM", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY"]
+__all__ = ["kernel", "helper", "share_threads", "swap_threads", "SERIAL_WORK", "SERIAL_STREAM", "CACHE_ENABLED", "THREADING_LAYER", "KERNEL_BLAS", "KEEPS_FREED_MEMORY", "WIDE_VECTORS"]
 
 
 def _preload_tbb() -> bool:
@@ -218,7 +218,42 @@ def _keep_freed_memory():
         return False
 
 
+def _allow_wide_vectors() -> bool:
+    """On a CPU with AVX-512, let LLVM vectorise kernels with 512-bit vectors; True when that was set.
+
+    LLVM's tuning for Intel's AVX-512 server and client parts prefers 256-bit vectors (512-bit
+    instructions once lowered the clock of older parts), so Numba's loops use half the width the CPU has,
+    while PyTorch's kernels use all of it.  The setting is Numba's ``NUMBA_CPU_FEATURES``: the host's
+    features plus ``-prefer-256-bit``.  It is process-wide (Numba code of the user's own compiles with
+    it too), it must be made before Numba's first compile, and it goes into the environment so that worker
+    processes (``precompile``, distributed ranks) compile for the same features and share the disk cache.
+    Left alone when the user set ``NUMBA_CPU_FEATURES``, when ``FNNET_WIDE_VECTORS=0``, when something
+    already compiled, and on CPUs without AVX-512.  Results may differ in the last bits from 256-bit code
+    (sums vectorised in another order); on one machine and setting they stay bitwise reproducible.
+    """
+    if os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get("FNNET_WIDE_VECTORS", "1") == "0":
+        return False
+    from numba.core import registry
+
+    if "_toplevel_target_context" in vars(registry.cpu_target):  # Numba's code generator already exists
+        return False
+    try:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:  # the host's features cannot be read here
+        return False
+    if not features.get("avx512f"):
+        return False
+    os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"
+    numba.config.reload_config()
+    return True
+
+
 THREADING_LAYER = _choose_threading_layer()
+WIDE_VECTORS = _allow_wide_vectors()
+
+
 def _stamp_kernel_files_together() -> bool:
     """Make Numba's cache see one source stamp for every kernel file of this folder (see the module
     docstring); other code's caching is untouched.  False when Numba's cache locators are not found."""

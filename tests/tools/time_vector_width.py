@@ -1,13 +1,12 @@
-"""Time the vectorised math kernels with LLVM's default vector width and with 512-bit vectors allowed:
+"""Time the vectorised math kernels with 256-bit and with 512-bit vectors:
 ``python tests/tools/time_vector_width.py``.
 
-On CPUs whose LLVM tuning prefers 256-bit vectors (Intel's AVX-512 server parts), Numba's loops use
-256-bit vectors even where 512-bit ones exist.  This tool runs the same measurement in two fresh
-processes, each with an empty kernel cache: one as fnnet runs today, one with ``NUMBA_CPU_FEATURES`` set
-to the host's features plus ``-prefer-256-bit`` (a process-wide Numba setting, which fnnet does not make).
-Each child times ``exp``, ``tanh``, sigmoid and the exact GELU forward kernels on 1M float32 values
-(median of 200 calls) and checks the results equal across the two settings.  A developer tool; not part
-of the test suite.
+On CPUs whose LLVM tuning prefers 256-bit vectors (Intel's AVX-512 parts), Numba's loops use 256-bit
+vectors unless told otherwise; fnnet tells it otherwise on AVX-512 hosts (``_jit._allow_wide_vectors``).
+This tool runs the same measurement in two fresh processes, each with an empty kernel cache: one with
+``FNNET_WIDE_VECTORS=0`` (LLVM's default width), one as fnnet runs by default.  Each child times ``exp``,
+``tanh``, sigmoid and the exact GELU forward kernels on 1M float32 values (median of 200 calls) and checks
+the results equal across the two settings.  A developer tool; not part of the test suite.
 """
 
 from __future__ import annotations
@@ -40,20 +39,18 @@ print(json.dumps(result))
 
 def _run(extra_env) -> dict:
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache, **extra_env}
+        inherited = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "FNNET_WIDE_VECTORS")}
+        env = {**inherited, "NUMBA_CACHE_DIR": cache, **extra_env}
         out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    import llvmlite.binding as llvm
-
-    features = llvm.get_host_cpu_features().flatten()
-    default = _run({})
-    wide = _run({"NUMBA_CPU_FEATURES": features + ",-prefer-256-bit"})
-    for name, (ms, bits) in default.items():
+    narrow = _run({"FNNET_WIDE_VECTORS": "0"})
+    wide = _run({})
+    for name, (ms, bits) in narrow.items():
         same = "same bits" if wide[name][1] == bits else "DIFFERENT bits"
-        print(f"{name:12s} default {ms:.3f} ms   512-bit allowed {wide[name][0]:.3f} ms   ({same})")
+        print(f"{name:12s} 256-bit {ms:.3f} ms   512-bit {wide[name][0]:.3f} ms   ({same})")
 
 
 if __name__ == "__main__":
