@@ -5,11 +5,18 @@ Times, in a fresh process with a new empty ``NUMBA_CACHE_DIR``, importing fnnet 
 the kernels whose compiles took longest (each kernel's outermost compile, nested helpers included).  Set
 Numba's variables in the environment to try them (e.g. ``NUMBA_OPT=1``).  A developer tool for the cold
 start; not part of the test suite (it compiles everything from scratch, 1-2 minutes on 2 cores).
+
+``python tests/tools/cold_first_step.py --all-serial`` runs the same step on a temporary copy of the
+package whose ``kernel`` decorator compiles every kernel without ``prange`` parallelism (the step is then
+slower, its results the same): what the cold start would be if no kernel paid for Numba's parallel
+lowering.  With ``NUMBA_OPT=0`` as well, it measures what Numba's front end alone costs for these kernels.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,5 +53,27 @@ def main(top: int = 12) -> None:
         print(f"  {seconds:6.2f} s  {name}")
 
 
+def all_serial(args) -> None:
+    """Run this tool on a copy of fnnet whose kernels all compile with ``parallel=False``."""
+    import fnnet
+
+    here = os.path.dirname(os.path.abspath(fnnet.__file__))
+    with tempfile.TemporaryDirectory(prefix="fnnet-serial-") as root:
+        shutil.copytree(here, os.path.join(root, "fnnet"), ignore=shutil.ignore_patterns("__pycache__"))
+        jit = os.path.join(root, "fnnet", "kernels", "_jit.py")
+        with open(jit) as fh:
+            source = fh.read()
+        parallel = "options = dict(parallel=_PRANGE_ONLY if parallel else False,"
+        if parallel not in source:
+            sys.exit("kernels/_jit.py no longer reads as this tool expects; update all_serial()")
+        with open(jit, "w") as fh:
+            fh.write(source.replace(parallel, "options = dict(parallel=False,"))
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env, check=True)
+
+
 if __name__ == "__main__":
-    main(*map(int, sys.argv[1:]))
+    if "--all-serial" in sys.argv:
+        all_serial([a for a in sys.argv[1:] if a != "--all-serial"])
+    else:
+        main(*map(int, sys.argv[1:]))
