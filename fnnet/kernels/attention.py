@@ -121,7 +121,7 @@ def _probabilities(s, lse, b, i0, causal, drop, seed, length, keys, c0, threshol
         if m == -np.inf:
             p[r, :] = 0.0
         else:
-            _exp_shifted(p, r, m, _visible(causal, i0 + r, c0, c0 + s.shape[1]))
+            _exp_shifted(p, r, m)
     if not drop:
         return p, p
     pd = np.empty_like(s)
@@ -133,16 +133,14 @@ def _probabilities(s, lse, b, i0, causal, drop, seed, length, keys, c0, threshol
 
 
 @helper
-def _exp_shifted(s, r, shift, seen):
-    """``s[r, c] = exp(s[r, c] - shift)`` along row ``r``, with the vectorised ``_vmath.exp`` (libm's scalar
-    ``exp`` here made the exponentials most of the attention kernels' time).  Entries from ``seen`` on are
-    keys the causal mask hides (``-inf`` scores): they get what ``exp(-inf - shift)`` is, 0, or NaN in a NaN
-    row, as the whole row would give."""
-    for c in range(seen):
+def _exp_shifted(s, r, shift):
+    """``s[r, c] = exp(s[r, c] - shift)`` along the whole row ``r``, with the vectorised ``_vmath.exp`` (libm's
+    scalar ``exp`` here made the exponentials most of the attention kernels' time).  Keys the causal mask
+    hides hold ``-inf`` and get ``exp(-inf - shift)``: 0, or NaN in a NaN row.  Walking the whole row, not
+    only its visible keys, gives every row the same trip count, all of it in full vectors: a causal tile's
+    rows see 1 to 64 keys, and their leftover elements took the scalar loop."""
+    for c in range(s.shape[1]):
         s[r, c] = vm.exp(s[r, c] - shift)
-    hidden = 0.0 if shift > -np.inf else np.nan
-    for c in range(seen, s.shape[1]):
-        s[r, c] = hidden
 
 
 @helper
@@ -177,7 +175,7 @@ def attention_fwd(q, k, v, bias, mask_index, has_mask, causal, scale, drop, seed
                     s[r, :] = 0.0
                     continue
                 alpha = math.exp(m[r] - new_m)
-                _exp_shifted(s, r, new_m, seen)
+                _exp_shifted(s, r, new_m)
                 row_sum = _lane_sum(s[r])
                 if drop:
                     for c in range(c1 - c0):
