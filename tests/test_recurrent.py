@@ -155,6 +155,36 @@ def test_fused_sequence_equals_the_composed_steps_forward_and_gradients(kind, re
         assert_close(a, b, rtol=1e-12, atol=1e-14, what=f"fused gradient {path}")
 
 
+@pytest.mark.parametrize("kind", ["GRUCell", "LSTMCell"])
+def test_cell_apply_through_the_fused_op_equals_the_composed_step(kind):
+    """``apply`` steps through ``gru_sequence`` / ``lstm_sequence(return_cell=True)``; the cell's ``step`` is the
+    element-wise definition.  Two steps chained, so the cell state's cotangent flows through the fused op."""
+    cell = getattr(L, kind)(5)
+    params = cell.init(KEY, (None, 3), np.float64)
+    x1, x2 = _normal((4, 3), 20), _normal((4, 3), 21)
+    h0 = _normal((4, 5), 22) if kind == "GRUCell" else (_normal((4, 5), 22), _normal((4, 5), 23))
+    weights = [_normal((4, 5), 24 + i) for i in range(2)]
+
+    def composed(p, xv, hv):
+        return cell.step(ops.linear(xv, ops.transpose(p["weight_ih"]), p["bias_ih"]), hv,
+                         ops.transpose(p["weight_hh"]), p["bias_hh"])
+
+    def loss(run):
+        def f(p, h):
+            out = run(p, x2, run(p, x1, h))
+            outs = out if isinstance(out, tuple) else (out,)
+            return sum(ops.sum(o * w) for o, w in zip(outs, weights))
+        return f
+
+    fused_out, composed_out = cell.apply(params, x1, h0), composed(params, x1, h0)
+    for a, b in zip(fnnet.tree.leaves(fused_out), fnnet.tree.leaves(composed_out)):
+        assert_close(a, b, rtol=1e-13, atol=1e-14, what=f"{kind} one step")
+    fused = fnnet.grad(loss(cell.apply), argnums=(0, 1))(params, h0)
+    reference = fnnet.grad(loss(composed), argnums=(0, 1))(params, h0)
+    for path, a, b in zip(fnnet.tree.paths(fused), fnnet.tree.leaves(fused), fnnet.tree.leaves(reference)):
+        assert_close(a, b, rtol=1e-12, atol=1e-14, what=f"{kind} gradient {path}")
+
+
 BAD_INPUTS = [
     (L.RNN(L.GRUCell(3)), (2, 0, 4), {}, ValueError, r"RNN: the sequence is empty .*time axis 1 has size 0"),
     (L.RNN(L.GRUCell(3)), (2, 4), {}, ValueError, r"RNN: expected input \(batch, time, input_size\), got shape \(2, 4\)"),
@@ -233,7 +263,13 @@ def test_empty_batch_gives_empty_outputs_and_zero_weight_gradients(cell):
     assert all(not np.any(g) for g in fnnet.tree.leaves(grads))
 
 
-@pytest.mark.parametrize("op, gates", [(ops.gru_sequence, 3), (ops.lstm_sequence, 4)], ids=["GRU", "LSTM"])
+def _lstm_with_cell(*args, reverse=False):
+    hs, c = ops.lstm_sequence(*args, reverse=reverse, return_cell=True)
+    return ops.concatenate([hs, ops.reshape(c, (c.shape[0], 1, c.shape[1]))], axis=1)
+
+
+@pytest.mark.parametrize("op, gates", [(ops.gru_sequence, 3), (ops.lstm_sequence, 4), (_lstm_with_cell, 4)],
+                         ids=["GRU", "LSTM", "LSTM-return-cell"])
 @pytest.mark.parametrize("reverse, steps", [(False, 6), (True, 6), (False, 1)])
 def test_sequence_ops_give_the_same_bits_for_any_thread_count(op, gates, reverse, steps):
     """40 rows are three row blocks (16, 16, 8), which run on different threads when there are several; one
@@ -244,7 +280,7 @@ def test_sequence_ops_give_the_same_bits_for_any_thread_count(op, gates, reverse
     states = [rng.standard_normal((n, hidden)).astype(np.float32) for _ in range(gates - 2)]
     w = (rng.standard_normal((gates * hidden, hidden)) / hidden ** 0.5).astype(np.float32)
     b = rng.standard_normal(gates * hidden).astype(np.float32)
-    g = rng.standard_normal((n, steps, hidden)).astype(np.float32)
+    g = rng.standard_normal((n, steps + (op is _lstm_with_cell), hidden)).astype(np.float32)
 
     def run():
         out, vjp = fnnet.vjp(lambda *a: op(*a, reverse=reverse), x_proj, *states, w, b)

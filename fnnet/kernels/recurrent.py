@@ -309,13 +309,14 @@ def _lstm_gates_bwd(g_hs, dh, dc, c_prev, cs, gates, t, d_x_proj, d_pre, r0):
 
 
 @helper
-def _lstm_block_bwd(g_hs, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, c_prev, d_h0, d_c0,
+def _lstm_block_bwd(g_hs, g_c, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, c_prev, d_h0, d_c0,
                     r0, r1):
     """Rows ``r0:r1`` over every step, last processed first (``c_prev (n, H)``: the block's rows of the
-    cell state each step started from, rewritten per step)."""
+    cell state each step started from, rewritten per step; ``g_c (n, H)``: the cotangent of the final cell
+    state, which the carried ``dc`` starts from)."""
     count = hs.shape[1]
     dh = np.zeros((r1 - r0, hs.shape[2]), hs.dtype)
-    dc = np.zeros((r1 - r0, hs.shape[2]), hs.dtype)
+    dc = g_c[r0:r1].copy()
     for s in range(count - 1, -1, -1):
         t = _step(s, count, reverse)
         _previous_state(h0, hs, s, count, reverse, r0, r1, h_prev[t])
@@ -327,8 +328,9 @@ def _lstm_block_bwd(g_hs, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre,
 
 
 @_vmath_kernel
-def lstm_sequence_bwd(g_hs, h0, c0, hs, cs, gates, w_hh, reverse):
-    """``(d_x_proj, d_h0, d_c0, d_weight_hh, d_bias_hh)`` from ``g_hs (n, t, H)``, the cotangent of ``hs``."""
+def lstm_sequence_bwd(g_hs, g_c, h0, c0, hs, cs, gates, w_hh, reverse):
+    """``(d_x_proj, d_h0, d_c0, d_weight_hh, d_bias_hh)`` from ``g_hs (n, t, H)``, the cotangent of ``hs``,
+    and ``g_c (n, H)``, that of the cell state after the last step processed (zeros when only ``hs`` is used)."""
     n, count, hidden = hs.shape
     d_x_proj = np.empty((n, count, 4 * hidden), hs.dtype)
     d_pre = np.empty((count, n, 4 * hidden), hs.dtype)
@@ -338,11 +340,11 @@ def lstm_sequence_bwd(g_hs, h0, c0, hs, cs, gates, w_hh, reverse):
     d_c0 = np.empty((n, hidden), hs.dtype)
     blocks, size = _row_blocks(n)
     if blocks == 1:
-        _lstm_block_bwd(g_hs, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, c_prev, d_h0, d_c0,
-                        0, n)
+        _lstm_block_bwd(g_hs, g_c, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, c_prev, d_h0,
+                        d_c0, 0, n)
     else:
         for blk in prange(blocks):
-            _lstm_block_bwd(g_hs, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, c_prev, d_h0,
+            _lstm_block_bwd(g_hs, g_c, h0, c0, hs, cs, gates, w_hh, reverse, d_x_proj, d_pre, h_prev, c_prev, d_h0,
                             d_c0, blk * size, min(n, (blk + 1) * size))
     dw, db = _weight_gradients(d_pre, h_prev)
     return d_x_proj, d_h0, d_c0, dw, db

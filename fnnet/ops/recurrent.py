@@ -9,9 +9,12 @@ from the end, outputs staying at their step.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels as K
 from ..autodiff import primitive
 from ._validate import check_float, check_same_dtype, contiguous, value
+from .indexing import getitem
 
 __all__ = ["gru_sequence", "lstm_sequence"]
 
@@ -31,15 +34,29 @@ _gru_sequence = primitive("gru_sequence", _gru_sequence_fwd, _gru_sequence_bwd,
                           argnames=("x_proj", "h0", "weight_hh", "bias_hh"))
 
 
-def _lstm_sequence_fwd(x_proj, h0, c0, weight_hh, bias_hh, reverse=False):
+def _lstm_sequence_fwd(x_proj, h0, c0, weight_hh, bias_hh, reverse=False, cell=False):
+    """``hs (n, t, H)``; with ``cell``, ``(n, t + 1, H)``: ``hs`` and then the final cell state, one array so
+    that one cotangent reaches both (a primitive has one differentiable output)."""
     hs, cs, gates = K.lstm_sequence_fwd(contiguous(x_proj), contiguous(h0), contiguous(c0), contiguous(weight_hh),
                                         contiguous(bias_hh), reverse)
-    return hs, (h0, c0, hs, cs, gates, weight_hh)
+    residuals = (h0, c0, hs, cs, gates, weight_hh)
+    if not cell:
+        return hs, residuals
+    n, count, hidden = hs.shape
+    out = np.empty((n, count + 1, hidden), hs.dtype)
+    out[:, :count] = hs
+    out[:, count] = cs[:, 0 if reverse else count - 1]
+    return out, residuals
 
 
-def _lstm_sequence_bwd(res, g, reverse=False):
+def _lstm_sequence_bwd(res, g, reverse=False, cell=False):
     h0, c0, hs, cs, gates, weight_hh = res
-    return K.lstm_sequence_bwd(contiguous(g), contiguous(h0), contiguous(c0), hs, cs, gates, contiguous(weight_hh),
+    if cell:
+        count = hs.shape[1]
+        g_hs, g_c = np.ascontiguousarray(g[:, :count]), np.ascontiguousarray(g[:, count])
+    else:
+        g_hs, g_c = contiguous(g), np.zeros(hs.shape[::2], hs.dtype)
+    return K.lstm_sequence_bwd(g_hs, g_c, contiguous(h0), contiguous(c0), hs, cs, gates, contiguous(weight_hh),
                                reverse)
 
 
@@ -74,7 +91,7 @@ def gru_sequence(x_proj, h0, weight_hh, bias_hh, *, reverse=False):
     return _gru_sequence(*args, reverse=bool(reverse))
 
 
-def lstm_sequence(x_proj, h0, c0, weight_hh, bias_hh, *, reverse=False):
+def lstm_sequence(x_proj, h0, c0, weight_hh, bias_hh, *, reverse=False, return_cell=False):
     """The hidden states ``h`` of an LSTM over a whole sequence, given the input projections of every step.
 
     Per step (PyTorch's gate order ``i, f, g, o``)::
@@ -88,16 +105,23 @@ def lstm_sequence(x_proj, h0, c0, weight_hh, bias_hh, *, reverse=False):
         weight_hh: ``(4H, H)``, PyTorch's layout (rows ``[i; f; g; o]``).
         bias_hh: ``(4H,)``.
         reverse: run from the last step to the first; ``result[:, t]`` is still the state after step ``t``.
+        return_cell: also return the cell state after the last step processed (step ``time - 1``, or step 0
+            with ``reverse``), differentiable like ``h``: what an ``LSTMCell`` stepped in a loop carries.
 
     Returns:
-        ``(batch, time, H)``: ``h`` after every step (the cell states are not returned).
+        ``(batch, time, H)``: ``h`` after every step; with ``return_cell``, the pair ``(h of every step,
+        c (batch, H))``.
 
     Raises:
         TypeError: non-float or mismatched dtypes.
         ValueError: shapes that do not fit together, or ``time == 0``.
     """
     args = _checked("lstm_sequence", 4, x_proj=x_proj, h0=h0, c0=c0, weight_hh=weight_hh, bias_hh=bias_hh)
-    return _lstm_sequence(*args, reverse=bool(reverse))
+    if not return_cell:
+        return _lstm_sequence(*args, reverse=bool(reverse))
+    out = _lstm_sequence(*args, reverse=bool(reverse), cell=True)
+    count = value(args[0]).shape[1]
+    return getitem(out, (slice(None), slice(0, count))), getitem(out, (slice(None), count))
 
 
 def _checked(op, gates, **arrays):

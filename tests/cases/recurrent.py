@@ -27,7 +27,7 @@ def _reference(sigmoid, tanh, stack):
 
 
 def _lstm_reference(sigmoid, tanh, stack):
-    def run(x_proj, h0, c0, weight_hh, bias_hh, reverse=False):
+    def run(x_proj, h0, c0, weight_hh, bias_hh, reverse=False, return_cell=False):
         hidden = h0.shape[1]
         steps = x_proj.shape[1]
         h, c, outputs = h0, c0, [None] * steps
@@ -37,9 +37,17 @@ def _lstm_reference(sigmoid, tanh, stack):
             c = sigmoid(f) * c + sigmoid(i) * tanh(g)
             h = sigmoid(o) * tanh(c)
             outputs[t] = h
+        if return_cell:  # every h, then the final c, as one (batch, time + 1, H) array
+            return stack(outputs + [c], 1)
         return stack(outputs, 1)
 
     return run
+
+
+def _with_cell(*args, reverse=False):
+    """``lstm_sequence(..., return_cell=True)`` as one array, the references' layout: every h, then c."""
+    hs, c = ops.lstm_sequence(*args, reverse=reverse, return_cell=True)
+    return ops.concatenate([hs, ops.reshape(c, (c.shape[0], 1, c.shape[1]))], axis=1)
 
 
 _numpy_gru = _reference(lambda v: 1 / (1 + np.exp(-v)), np.tanh, lambda xs, axis: np.stack(xs, axis))
@@ -53,9 +61,10 @@ def _torch_gru(*args, reverse=False):
 _numpy_lstm = _lstm_reference(lambda v: 1 / (1 + np.exp(-v)), np.tanh, lambda xs, axis: np.stack(xs, axis))
 
 
-def _torch_lstm(*args, reverse=False):
+def _torch_lstm(*args, reverse=False, return_cell=False):
     import torch
-    return _lstm_reference(torch.sigmoid, torch.tanh, lambda xs, axis: torch.stack(xs, axis))(*args, reverse=reverse)
+    return _lstm_reference(torch.sigmoid, torch.tanh, lambda xs, axis: torch.stack(xs, axis))(
+        *args, reverse=reverse, return_cell=return_cell)
 
 
 def _lstm_args(n, steps, hidden, seed):
@@ -94,4 +103,14 @@ CASES = [
            ("gru_sequence",), numpy_ref=_numpy_gru, torch_ref=_torch_gru),
     OpCase("lstm_sequence-one-step-row-blocks", lambda *a: ops.lstm_sequence(*a), _lstm_args(35, 1, 2, 90),
            ("lstm_sequence",), numpy_ref=_numpy_lstm, torch_ref=_torch_lstm),
+    # return_cell: the final cell state as well, with its own cotangent (LSTMCell's step)
+    OpCase("lstm_sequence-return-cell", _with_cell, _lstm_args(3, 4, 5, 100), ("lstm_sequence",),
+           numpy_ref=lambda *a: _numpy_lstm(*a, return_cell=True),
+           torch_ref=lambda *a: _torch_lstm(*a, return_cell=True)),
+    OpCase("lstm_sequence-return-cell-reverse", lambda *a: _with_cell(*a, reverse=True), _lstm_args(2, 3, 4, 110),
+           ("lstm_sequence",), numpy_ref=lambda *a: _numpy_lstm(*a, reverse=True, return_cell=True),
+           torch_ref=lambda *a: _torch_lstm(*a, reverse=True, return_cell=True)),
+    OpCase("lstm_sequence-return-cell-one-step-row-blocks", _with_cell, _lstm_args(35, 1, 2, 120),
+           ("lstm_sequence",), numpy_ref=lambda *a: _numpy_lstm(*a, return_cell=True),
+           torch_ref=lambda *a: _torch_lstm(*a, return_cell=True)),
 ]
