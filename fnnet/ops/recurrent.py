@@ -55,7 +55,7 @@ def _lstm_sequence_bwd(res, g, reverse=False, cell=False):
         count = hs.shape[1]
         g_hs, g_c = np.ascontiguousarray(g[:, :count]), np.ascontiguousarray(g[:, count])
     else:
-        g_hs, g_c = contiguous(g), np.zeros(hs.shape[::2], hs.dtype)
+        g_hs, g_c = contiguous(g), np.zeros((hs.shape[0], hs.shape[2]), hs.dtype)
     return K.lstm_sequence_bwd(g_hs, g_c, contiguous(h0), contiguous(c0), hs, cs, gates, contiguous(weight_hh),
                                reverse)
 
