@@ -19,6 +19,13 @@ __all__ = [
 ]
 
 
+@helper
+def _is_2x2(shape, kh, kw, sh, sw, ph, pw, oh, ow):
+    """The common pooling geometry: 2x2 windows, stride 2, no padding, every window inside the plane."""
+    return (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+            and 2 * oh <= shape[2] and 2 * ow <= shape[3])
+
+
 @kernel
 def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Window maxima ``(N, C, oh, ow)`` and the flat in-plane index ``h*W + w`` (int32) of each.
@@ -28,8 +35,7 @@ def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     NaN (NaN propagates, as in PyTorch).  A window with no tap inside the input (possible with dilation)
     gives -inf and index -1, which the backward skips.
     """
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dh == 1 and dw == 1 \
-            and 2 * oh <= x.shape[2] and 2 * ow <= x.shape[3]:
+    if dh == 1 and dw == 1 and _is_2x2(x.shape, kh, kw, sh, sw, ph, pw, oh, ow):
         return _max_pool_2x2(x, oh, ow)
     N, C, H, W = x.shape
     y = np.empty((N, C, oh, ow), dtype=x.dtype)
@@ -129,13 +135,6 @@ def _window_count(h0, w0, h_lo, h_hi, w_lo, w_hi, kh, kw, h_end, w_end, count_in
     if count_include_pad:
         return (min(h0 + kh, h_end) - h0) * (min(w0 + kw, w_end) - w0)
     return (h_hi - h_lo) * (w_hi - w_lo)
-
-
-@helper
-def _is_2x2(shape, kh, kw, sh, sw, ph, pw, oh, ow):
-    """The common pooling geometry: 2x2 windows, stride 2, no padding, every window inside the plane."""
-    return (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
-            and 2 * oh <= shape[2] and 2 * ow <= shape[3])
 
 
 @kernel

@@ -100,11 +100,19 @@ class _Cell(Layer):
                                  f"input_size={input_size}, got {_fmt(params[name].shape)}; re-create the params "
                                  "with init() for this input")
 
+    def _project(self, params, x):
+        """``x W_ih^T + b_ih``, the input part of every gate, for ``x (N, in)`` or ``(N, T, in)``: one GEMM."""
+        return ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
+
+    def _project_one_step(self, params, x):
+        """The projection of one step's ``x (N, in)`` as the fused sequence ops take it: ``(N, 1, G)``."""
+        return ops.reshape(self._project(params, x), (x.shape[0], 1, self.gates * self.hidden_size))
+
     def sequence(self, params, x, hidden, reverse):
         """Every step's output ``(N, T, H)`` for checked ``params``, ``x (N, T, in)`` and initial ``hidden``:
         one GEMM for all input projections, then the cell's ``step`` per time step."""
         w_hh, b_hh = ops.transpose(params["weight_hh"]), params["bias_hh"]
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
+        x_proj = self._project(params, x)
         steps = x.shape[1]
         outputs = [None] * steps
         for t in range(steps - 1, -1, -1) if reverse else range(steps):
@@ -144,8 +152,7 @@ class _Cell(Layer):
 
     def one_step(self, params, x, hidden):
         """The next state(s) for checked inputs: the input projection, then the cell's ``step``."""
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
-        return self.step(x_proj, hidden, ops.transpose(params["weight_hh"]), params["bias_hh"])
+        return self.step(self._project(params, x), hidden, ops.transpose(params["weight_hh"]), params["bias_hh"])
 
 
 @register
@@ -193,17 +200,14 @@ class GRUCell(_Cell):
 
     def sequence(self, params, x, hidden, reverse):
         """Every step's state in one fused op (``fnnet.ops.gru_sequence``) after one GEMM for the inputs."""
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
-        return ops.gru_sequence(x_proj, hidden, params["weight_hh"], params["bias_hh"], reverse=reverse)
+        return ops.gru_sequence(self._project(params, x), hidden, params["weight_hh"], params["bias_hh"],
+                                reverse=reverse)
 
     def one_step(self, params, x, hidden):
         """``h'`` through the fused op over one step (``fnnet.ops.gru_sequence``): one kernel for the gates instead
         of a dozen element-wise ops, which is what a cell stepped in a Python loop spends its time on."""
-        n = x.shape[0]
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
-        x_proj = ops.reshape(x_proj, (n, 1, 3 * self.hidden_size))
-        h = ops.gru_sequence(x_proj, hidden, params["weight_hh"], params["bias_hh"])
-        return ops.reshape(h, (n, self.hidden_size))
+        h = ops.gru_sequence(self._project_one_step(params, x), hidden, params["weight_hh"], params["bias_hh"])
+        return ops.reshape(h, (x.shape[0], self.hidden_size))
 
     @staticmethod
     def step(x_proj, h, w_hh, b_hh):
@@ -262,8 +266,8 @@ class LSTMCell(_Cell):
 
     def sequence(self, params, x, hidden, reverse):
         """Every step's ``h`` in one fused op (``fnnet.ops.lstm_sequence``) after one GEMM for the inputs."""
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
-        return ops.lstm_sequence(x_proj, hidden[0], hidden[1], params["weight_hh"], params["bias_hh"], reverse=reverse)
+        return ops.lstm_sequence(self._project(params, x), hidden[0], hidden[1], params["weight_hh"],
+                                 params["bias_hh"], reverse=reverse)
 
     def sequence_tape_bytes(self, batch, input_size, dtype):
         """The fused op keeps the input, ``h``, ``c`` and four gate rows per step."""
@@ -272,12 +276,9 @@ class LSTMCell(_Cell):
     def one_step(self, params, x, hidden):
         """``(h', c')`` through the fused op over one step (``fnnet.ops.lstm_sequence`` with ``return_cell``): one
         kernel for the gates instead of a dozen element-wise ops, as in ``GRUCell.one_step``."""
-        n = x.shape[0]
-        x_proj = ops.linear(x, ops.transpose(params["weight_ih"]), params["bias_ih"])
-        x_proj = ops.reshape(x_proj, (n, 1, 4 * self.hidden_size))
-        hs, c = ops.lstm_sequence(x_proj, hidden[0], hidden[1], params["weight_hh"], params["bias_hh"],
-                                  return_cell=True)
-        return ops.reshape(hs, (n, self.hidden_size)), c
+        hs, c = ops.lstm_sequence(self._project_one_step(params, x), hidden[0], hidden[1], params["weight_hh"],
+                                  params["bias_hh"], return_cell=True)
+        return ops.reshape(hs, (x.shape[0], self.hidden_size)), c
 
     @staticmethod
     def step(x_proj, hidden, w_hh, b_hh):
